@@ -1,0 +1,15 @@
+// Command deeppacket runs every step of Deep Packet: preprocess captures,
+// split data sets, train, evaluate, export and predict.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func main() {
+	if err := newRootCmd().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "deeppacket:", err)
+		os.Exit(1)
+	}
+}

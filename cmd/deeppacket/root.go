@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/deeppacket/deeppacket/internal/progress"
+)
+
+// subcommands holds the constructors that each command's file registers from
+// its init, so that adding a command touches only its own file.
+var subcommands []func() *cobra.Command
+
+func register(newCmd func() *cobra.Command) { subcommands = append(subcommands, newCmd) }
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "deeppacket",
+		Short:         "Deep Packet: classify encrypted traffic packet by packet with a 1-D CNN",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return setUpLogging(cmd)
+		},
+	}
+	pf := root.PersistentFlags()
+	pf.String("config", "", "YAML file of settings; every flag is also a key there")
+	pf.StringArray("set", nil, "override one setting, key=value (repeatable)")
+	pf.Bool("quiet", false, "no progress bars")
+	pf.String("log-level", "info", "log level: debug, info, warn, error")
+	pf.String("log-format", "text", "log format: text or json")
+	for _, newCmd := range subcommands {
+		root.AddCommand(newCmd())
+	}
+	return root
+}
+
+func setUpLogging(cmd *cobra.Command) error {
+	quiet, _ := cmd.Flags().GetBool("quiet")
+	if !quiet {
+		quiet = envBool("QUIET")
+	}
+	progress.Quiet = quiet
+	levelName, _ := cmd.Flags().GetString("log-level")
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(levelName)); err != nil {
+		return fmt.Errorf("--log-level %q: %w", levelName, err)
+	}
+	format, _ := cmd.Flags().GetString("log-format")
+	opts := &slog.HandlerOptions{Level: level}
+	switch format {
+	case "text":
+		slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, opts)))
+	case "json":
+		slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, opts)))
+	default:
+		return fmt.Errorf("--log-format %q: want text or json", format)
+	}
+	return nil
+}
+
+func envBool(name string) bool {
+	v := strings.ToLower(os.Getenv(envPrefix + "_" + name))
+	return v == "1" || v == "true" || v == "yes"
+}

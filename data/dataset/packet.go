@@ -1,0 +1,18 @@
+// Package dataset defines the Parquet files the pipeline passes between its
+// steps: preprocessed packets (one file per capture) and the train/test sets.
+package dataset
+
+// Packet is one row of a preprocessed capture: the feature bytes of one kept
+// packet (before zero-padding and before scaling by 1/255), its labels and
+// where it came from.
+type Packet struct {
+	Feature      []byte `parquet:"feature,zstd"`
+	AppLabel     *int64 `parquet:"app_label,optional,zstd"`
+	TrafficLabel *int64 `parquet:"traffic_label,optional,zstd"`
+	Source       string `parquet:"source,dict,zstd"`
+	Index        int64  `parquet:"index,zstd"`
+	TimestampNS  int64  `parquet:"timestamp_ns,zstd"`
+	// Flow identifies the direction-independent 5-tuple, the same for both
+	// directions of a connection.
+	Flow int64 `parquet:"flow,zstd"`
+}
