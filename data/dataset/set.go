@@ -1,0 +1,620 @@
+package dataset
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress/zstd"
+
+	"github.com/deeppacket/deeppacket/internal/atomicfile"
+)
+
+// Format is the layout of a train or test set file.
+type Format int
+
+const (
+	// Compact stores the feature bytes as captured (unpadded, unscaled), the
+	// label and the provenance columns of the preprocessed packet.
+	Compact Format = iota
+	// Reference is the schema the reference's Spark job writes: feature a
+	// list of doubles already divided by 255 and zero-padded to the signal
+	// length, label a 64-bit integer. The reference's PyTorch code reads it
+	// unchanged.
+	Reference
+)
+
+func (f Format) String() string {
+	switch f {
+	case Compact:
+		return "compact"
+	case Reference:
+		return "reference"
+	}
+	return fmt.Sprintf("Format(%d)", int(f))
+}
+
+// ParseFormat reads a format name as String writes it.
+func ParseFormat(name string) (Format, error) {
+	switch name {
+	case "compact":
+		return Compact, nil
+	case "reference":
+		return Reference, nil
+	}
+	return 0, fmt.Errorf("format %q: want compact or reference", name)
+}
+
+// Sample is one row of a set in the compact format.
+type Sample struct {
+	Feature     []byte `parquet:"feature"`
+	Label       int64  `parquet:"label"`
+	Source      string `parquet:"source,dict"`
+	Index       int64  `parquet:"index"`
+	TimestampNS int64  `parquet:"timestamp_ns"`
+	Flow        int64  `parquet:"flow"`
+}
+
+// referenceSchema is what Spark writes for a DataFrame of feature
+// array<double> and label bigint: both nullable, the list in the standard
+// three-level layout, the integer without a logical type annotation.
+var referenceSchema = parquet.NewSchema("spark_schema", parquet.Group{
+	"feature": parquet.Optional(parquet.List(parquet.Optional(parquet.Leaf(parquet.DoubleType)))),
+	"label":   parquet.Optional(parquet.Leaf(parquet.Int64Type)),
+})
+
+// Column indexes of referenceSchema (groups order their fields by name) and
+// the levels of a present feature element and a present label.
+const (
+	refFeatureColumn  = 0
+	refLabelColumn    = 1
+	refElementDefined = 3
+)
+
+// compactCompression favours speed: the feature bytes of encrypted traffic
+// hardly compress, and the split is bound by how fast it writes them.
+var compactCompression = &zstd.Codec{Level: zstd.SpeedFastest}
+
+// SetWriterOptions tune a SetWriter; the zero value picks the defaults.
+type SetWriterOptions struct {
+	// RowsPerPart starts a new part file after this many rows (default 1<<20).
+	RowsPerPart int
+	// RowsPerRowGroup bounds the rows a part buffers in memory before it
+	// writes them out (default: about 16 MB of uncompressed features).
+	RowsPerRowGroup int
+}
+
+// SetWriter writes one set (train or test) as a folder of part files, the
+// layout Spark gives a DataFrame saved as "train.parquet". Everything is
+// written into a temporary folder beside the target that Commit renames into
+// place, so an interrupted run never leaves a partial set, and an older set
+// at the same path is replaced only once the new one is complete.
+type SetWriter struct {
+	dir, tmp     string
+	format       Format
+	signalLength int
+	opts         SetWriterOptions
+}
+
+// CreateSet starts the set at dir (a folder named like "train.parquet").
+// signalLength is the length the reference format pads every feature to.
+func CreateSet(dir string, format Format, signalLength int, opts SetWriterOptions) (*SetWriter, error) {
+	if signalLength <= 0 {
+		return nil, fmt.Errorf("create %s: signal length %d must be positive", dir, signalLength)
+	}
+	if opts.RowsPerPart <= 0 {
+		opts.RowsPerPart = 1 << 20
+	}
+	if opts.RowsPerRowGroup <= 0 {
+		rowBytes := signalLength
+		if format == Reference {
+			rowBytes *= 8
+		}
+		opts.RowsPerRowGroup = max(64, (16<<20)/rowBytes)
+	}
+	parent := filepath.Dir(dir)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", dir, err)
+	}
+	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".tmp-*")
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", dir, err)
+	}
+	return &SetWriter{dir: dir, tmp: tmp, format: format, signalLength: signalLength, opts: opts}, nil
+}
+
+// Path is the folder the set has once committed.
+func (w *SetWriter) Path() string { return w.dir }
+
+// Part starts the part files numbered id: part-<id>-<n>.parquet, a new n
+// every RowsPerPart rows, so that parts written concurrently under distinct
+// ids list in a fixed order. A part with no rows leaves no file.
+func (w *SetWriter) Part(id int) *PartWriter { return &PartWriter{set: w, id: id} }
+
+// PartWriter writes the rows of one part; use each from one goroutine.
+type PartWriter struct {
+	set     *SetWriter
+	id, seq int
+	file    *atomicfile.File
+	compact *parquet.GenericWriter[Sample]
+	ref     *parquet.Writer
+	inFile  int
+	rows    []parquet.Row // reused buffers of reference rows
+}
+
+// Write appends samples. Their features must not be longer than the signal
+// length; Write copies what it keeps, so the caller may reuse the slices.
+func (p *PartWriter) Write(samples []Sample) error {
+	for len(samples) > 0 {
+		if p.file == nil {
+			if err := p.open(); err != nil {
+				return err
+			}
+		}
+		n := min(len(samples), p.set.opts.RowsPerPart-p.inFile)
+		if err := p.write(samples[:n]); err != nil {
+			return fmt.Errorf("write %s: %w", p.file.Path(), err)
+		}
+		p.inFile += n
+		samples = samples[n:]
+		if p.inFile == p.set.opts.RowsPerPart {
+			if err := p.Close(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (p *PartWriter) open() error {
+	path := filepath.Join(p.set.tmp, fmt.Sprintf("part-%05d-%03d.parquet", p.id, p.seq))
+	f, err := atomicfile.Create(path)
+	if err != nil {
+		return err
+	}
+	p.seq++
+	p.file, p.inFile = f, 0
+	rowGroup := parquet.MaxRowsPerRowGroup(int64(p.set.opts.RowsPerRowGroup))
+	switch p.set.format {
+	case Compact:
+		p.compact = parquet.NewGenericWriter[Sample](f, parquet.Compression(compactCompression), rowGroup)
+	case Reference:
+		p.ref = parquet.NewWriter(f, referenceSchema, parquet.Compression(&parquet.Snappy), rowGroup)
+	}
+	return nil
+}
+
+func (p *PartWriter) write(samples []Sample) error {
+	for i := range samples {
+		if n := len(samples[i].Feature); n > p.set.signalLength {
+			return fmt.Errorf("feature of %d bytes is longer than the signal length %d", n, p.set.signalLength)
+		}
+	}
+	if p.compact != nil {
+		_, err := p.compact.Write(samples)
+		return err
+	}
+	// Reference rows are built value by value: one row is signalLength
+	// doubles, and going through reflection for each would dominate.
+	for len(samples) > 0 {
+		n := min(len(samples), referenceRowsPerWrite)
+		p.rows = slices.Grow(p.rows[:0], n)[:n]
+		for i := range n {
+			p.rows[i] = appendReferenceRow(p.rows[i][:0], &samples[i], p.set.signalLength)
+		}
+		if _, err := p.ref.WriteRows(p.rows); err != nil {
+			return err
+		}
+		samples = samples[n:]
+	}
+	return nil
+}
+
+// referenceRowsPerWrite bounds the rows built before handing them to the
+// Parquet writer (each holds signalLength values of 24 bytes).
+const referenceRowsPerWrite = 64
+
+// appendReferenceRow appends the feature scaled to [0, 1] and zero-padded to
+// the signal length, then the label, with the levels of referenceSchema.
+func appendReferenceRow(row parquet.Row, s *Sample, signalLength int) parquet.Row {
+	for i := range signalLength {
+		var x float64
+		if i < len(s.Feature) {
+			x = ByteScale[s.Feature[i]]
+		}
+		rep := 1
+		if i == 0 {
+			rep = 0
+		}
+		row = append(row, parquet.DoubleValue(x).Level(rep, refElementDefined, refFeatureColumn))
+	}
+	return append(row, parquet.Int64Value(s.Label).Level(0, 1, refLabelColumn))
+}
+
+// Close finishes the current part file, if any. Write may go on after it,
+// into a new file.
+func (p *PartWriter) Close() error {
+	if p.file == nil {
+		return nil
+	}
+	var err error
+	if p.compact != nil {
+		err = p.compact.Close()
+	} else {
+		err = p.ref.Close()
+	}
+	f := p.file
+	p.file, p.compact, p.ref = nil, nil, nil
+	if err != nil {
+		f.Abort()
+		return fmt.Errorf("write %s: %w", f.Path(), err)
+	}
+	return f.Commit()
+}
+
+// Commit moves the set into place; every part must be closed. A set with no
+// rows is an empty folder, as Spark leaves it.
+func (w *SetWriter) Commit() error {
+	// Rename the old set aside rather than deleting it first, so that a
+	// failure here still leaves one complete set at the path.
+	old := ""
+	if _, err := os.Stat(w.dir); err == nil {
+		old = w.tmp + ".old"
+		if err := os.Rename(w.dir, old); err != nil {
+			w.Abort()
+			return fmt.Errorf("replace %s: %w", w.dir, err)
+		}
+	}
+	if err := os.Rename(w.tmp, w.dir); err != nil {
+		if old != "" {
+			os.Rename(old, w.dir)
+		}
+		w.Abort()
+		return fmt.Errorf("write %s: %w", w.dir, err)
+	}
+	w.tmp = ""
+	if old != "" {
+		if err := os.RemoveAll(old); err != nil {
+			return fmt.Errorf("remove the previous %s: %w", w.dir, err)
+		}
+	}
+	return nil
+}
+
+// Abort discards everything written; after Commit it does nothing. Parts
+// still open are left to their writers' goroutines to Close first.
+func (w *SetWriter) Abort() {
+	if w.tmp != "" {
+		os.RemoveAll(w.tmp)
+		w.tmp = ""
+	}
+}
+
+// ByteScale maps a byte to its feature value as the reference computes it in
+// Python (a float64 division by 255).
+var ByteScale = func() (t [256]float64) {
+	for b := range t {
+		t[b] = float64(b) / 255
+	}
+	return t
+}()
+
+// SetFiles lists the Parquet files of a set: path itself when it is a file,
+// else the .parquet files in the folder in name order, leaving out the
+// hidden and underscore names Spark and our writers use for bookkeeping.
+func SetFiles(path string) ([]string, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if !info.IsDir() {
+		return []string{path}, nil
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	var files []string
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") || !strings.HasSuffix(name, ".parquet") {
+			continue
+		}
+		files = append(files, filepath.Join(path, name))
+	}
+	slices.Sort(files)
+	return files, nil
+}
+
+// SetFile is one Parquet file of a set, opened for reading its features and
+// labels in either format.
+type SetFile struct {
+	Path   string
+	Format Format
+	file   *os.File
+	pq     *parquet.File
+	// feature and label are the leaf column indexes.
+	feature, label int
+	// nullFeature is the definition level of a null feature list (-1 when
+	// the column is required); nullElement that of a null list element.
+	nullFeature, nullElement int
+}
+
+// OpenSetFile opens path and recognises its format from the schema.
+func OpenSetFile(path string) (*SetFile, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	info, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	pq, err := parquet.OpenFile(f, info.Size(), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("read %s: not a Parquet file: %w", path, err)
+	}
+	s := &SetFile{Path: path, file: f, pq: pq}
+	if err := s.detect(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// detect finds the feature and label columns: feature as a byte array is the
+// compact format, as a list of doubles (any list layout Spark has written)
+// the reference one.
+func (s *SetFile) detect() error {
+	schema := s.pq.Schema()
+	var feature, label *parquet.LeafColumn
+	for _, path := range schema.Columns() {
+		leaf, _ := schema.Lookup(path...)
+		switch path[0] {
+		case "feature":
+			feature = &leaf
+		case "label":
+			if len(path) == 1 {
+				label = &leaf
+			}
+		}
+	}
+	if feature == nil {
+		return errors.New(`no "feature" column`)
+	}
+	if label == nil {
+		return errors.New(`no "label" column`)
+	}
+	switch kind := feature.Node.Type().Kind(); {
+	case kind == parquet.ByteArray && feature.MaxRepetitionLevel == 0:
+		s.Format = Compact
+	case kind == parquet.Double && feature.MaxRepetitionLevel == 1:
+		s.Format = Reference
+	default:
+		return fmt.Errorf(`column "feature" is %v (repetition depth %d): want a byte array or a list of doubles`,
+			feature.Node.Type(), feature.MaxRepetitionLevel)
+	}
+	if kind := label.Node.Type().Kind(); kind != parquet.Int64 && kind != parquet.Int32 {
+		return fmt.Errorf(`column "label" is %v: want an integer`, label.Node.Type())
+	}
+	s.feature, s.label = feature.ColumnIndex, label.ColumnIndex
+	s.nullFeature, s.nullElement = -1, -1
+	if field, ok := fieldByName(schema, "feature"); ok && field.Optional() {
+		s.nullFeature = 0
+	}
+	if feature.Node.Optional() {
+		s.nullElement = feature.MaxDefinitionLevel - 1
+	}
+	return nil
+}
+
+func fieldByName(n parquet.Node, name string) (parquet.Field, bool) {
+	for _, f := range n.Fields() {
+		if f.Name() == name {
+			return f, true
+		}
+	}
+	return nil, false
+}
+
+// NumRowGroups is the number of row groups in the file.
+func (s *SetFile) NumRowGroups() int { return len(s.pq.RowGroups()) }
+
+// RowGroupRows is the number of rows of row group i.
+func (s *SetFile) RowGroupRows(i int) int64 { return s.pq.RowGroups()[i].NumRows() }
+
+// NumRows is the number of rows in the file.
+func (s *SetFile) NumRows() int64 { return s.pq.NumRows() }
+
+// Close closes the file.
+func (s *SetFile) Close() error { return s.file.Close() }
+
+// Rows holds decoded rows: the features as bytes (the reference format's
+// doubles turned back into the bytes they were made from, trailing zero
+// padding dropped) and the labels.
+type Rows struct {
+	Data    []byte
+	Offsets []int // row i is Data[Offsets[i]:Offsets[i+1]]; len(Offsets) == Len()+1
+	Labels  []int64
+}
+
+// Len is the number of rows.
+func (r *Rows) Len() int { return len(r.Labels) }
+
+// Feature returns the bytes of row i.
+func (r *Rows) Feature(i int) []byte { return r.Data[r.Offsets[i]:r.Offsets[i+1]] }
+
+// Reset empties r, keeping its memory.
+func (r *Rows) Reset() {
+	r.Data, r.Offsets, r.Labels = r.Data[:0], append(r.Offsets[:0], 0), r.Labels[:0]
+}
+
+// Limits are what a reader checks each row against.
+type Limits struct {
+	SignalLength int // a longer feature is an error
+	NumClasses   int // a label outside [0, NumClasses) is an error; 0 checks nothing
+}
+
+// valuesPerRead is how many values a reader decodes at a time.
+const valuesPerRead = 4096
+
+// RowGroupReader decodes row groups; it keeps its buffers between calls, so
+// reuse one per goroutine.
+type RowGroupReader struct {
+	values []parquet.Value
+}
+
+// Read appends the rows of row group rg of s to dst, checking them against
+// lim. Errors name the file and the row (counted from 0 in the file).
+func (r *RowGroupReader) Read(s *SetFile, rg int, lim Limits, dst *Rows) error {
+	if r.values == nil {
+		r.values = make([]parquet.Value, valuesPerRead)
+	}
+	if len(dst.Offsets) == 0 {
+		dst.Offsets = append(dst.Offsets, 0)
+	}
+	first := int64(0)
+	groups := s.pq.RowGroups()
+	for _, g := range groups[:rg] {
+		first += g.NumRows()
+	}
+	chunks := groups[rg].ColumnChunks()
+	start := dst.Len()
+	if err := r.readLabels(chunks[s.label], first, lim, dst); err != nil {
+		return fmt.Errorf("read %s: %w", s.Path, err)
+	}
+	var err error
+	if s.Format == Compact {
+		err = r.readBytes(chunks[s.feature], first, lim, dst)
+	} else {
+		err = r.readDoubles(chunks[s.feature], first, lim, s.nullFeature, s.nullElement, dst)
+	}
+	if err == nil && len(dst.Offsets)-1 != dst.Len() {
+		err = fmt.Errorf("row group %d has %d labels but %d features", rg, dst.Len()-start, len(dst.Offsets)-1-start)
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", s.Path, err)
+	}
+	return nil
+}
+
+func (r *RowGroupReader) readLabels(chunk parquet.ColumnChunk, first int64, lim Limits, dst *Rows) error {
+	return r.each(chunk, func(v parquet.Value) error {
+		row := first + int64(len(dst.Labels))
+		if v.IsNull() {
+			return fmt.Errorf("row %d: label is null", row)
+		}
+		label := v.Int64()
+		if lim.NumClasses > 0 && (label < 0 || label >= int64(lim.NumClasses)) {
+			return fmt.Errorf("row %d: label %d is outside the model's %d classes", row, label, lim.NumClasses)
+		}
+		dst.Labels = append(dst.Labels, label)
+		return nil
+	})
+}
+
+func (r *RowGroupReader) readBytes(chunk parquet.ColumnChunk, first int64, lim Limits, dst *Rows) error {
+	base := len(dst.Offsets) - 1
+	return r.each(chunk, func(v parquet.Value) error {
+		row := first + int64(len(dst.Offsets)-1-base)
+		if v.IsNull() {
+			return fmt.Errorf("row %d: feature is null", row)
+		}
+		b := v.ByteArray()
+		if len(b) > lim.SignalLength {
+			return fmt.Errorf("row %d: feature of %d bytes is longer than the signal length %d", row, len(b), lim.SignalLength)
+		}
+		dst.Data = append(dst.Data, b...)
+		dst.Offsets = append(dst.Offsets, len(dst.Data))
+		return nil
+	})
+}
+
+// readDoubles turns each list of doubles back into bytes. A value that is not
+// a byte divided by 255 is an error: both the reference and we only ever
+// write such values, and the loader keeps rows as bytes to bound memory.
+func (r *RowGroupReader) readDoubles(chunk parquet.ColumnChunk, first int64, lim Limits, nullFeature, nullElement int, dst *Rows) error {
+	base := len(dst.Offsets) - 1
+	rowStart, n := -1, 0 // rowStart: where the current row's bytes begin
+	end := func() error {
+		if rowStart < 0 {
+			return nil
+		}
+		row := first + int64(len(dst.Offsets)-1-base)
+		if n > lim.SignalLength {
+			return fmt.Errorf("row %d: feature of %d values is longer than the signal length %d", row, n, lim.SignalLength)
+		}
+		// Drop the zero padding; the loader pads again.
+		for len(dst.Data) > rowStart && dst.Data[len(dst.Data)-1] == 0 {
+			dst.Data = dst.Data[:len(dst.Data)-1]
+		}
+		dst.Offsets = append(dst.Offsets, len(dst.Data))
+		return nil
+	}
+	err := r.each(chunk, func(v parquet.Value) error {
+		if v.RepetitionLevel() == 0 {
+			if err := end(); err != nil {
+				return err
+			}
+			rowStart, n = len(dst.Data), 0
+			if v.DefinitionLevel() == nullFeature {
+				return fmt.Errorf("row %d: feature is null", first+int64(len(dst.Offsets)-1-base))
+			}
+		}
+		if v.IsNull() {
+			// A null element counts as 0; anything else null is an empty list.
+			if v.DefinitionLevel() == nullElement {
+				n++
+				dst.Data = append(dst.Data, 0)
+			}
+			return nil
+		}
+		n++
+		x := v.Double()
+		b := x*255 + 0.5
+		if !(b >= 0 && b < 256) || abs(float64(int(b))-x*255) > 1e-3 {
+			return fmt.Errorf("row %d: feature value %d is %v, not a byte divided by 255",
+				first+int64(len(dst.Offsets)-1-base), n-1, x)
+		}
+		dst.Data = append(dst.Data, byte(b))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return end()
+}
+
+func abs(x float64) float64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// each calls fn for every value of a column chunk, in order.
+func (r *RowGroupReader) each(chunk parquet.ColumnChunk, fn func(parquet.Value) error) error {
+	values := parquet.NewColumnChunkValueReader(chunk)
+	defer values.Close()
+	for {
+		n, err := values.ReadValues(r.values)
+		for _, v := range r.values[:n] {
+			if err := fn(v); err != nil {
+				return err
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,391 @@
+package split
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/deeppacket/deeppacket/data/dataset"
+)
+
+// capture describes one generated preprocessed capture.
+type capture struct {
+	name          string
+	rows          int
+	app, traffic  func(i int) *int64 // labels of row i
+	flowLen       int                // packets per flow
+	featureLength func(i int) int
+}
+
+func label(v int64) *int64 { return &v }
+
+// writeCaptures writes the captures as the preprocess step does: one Parquet
+// file of dataset.Packet rows each.
+func writeCaptures(t testing.TB, dir string, caps []capture) {
+	t.Helper()
+	for _, c := range caps {
+		f, err := os.Create(filepath.Join(dir, c.name+".parquet"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := parquet.NewGenericWriter[dataset.Packet](f, parquet.MaxRowsPerRowGroup(1000))
+		rows := make([]dataset.Packet, 0, 512)
+		flush := func() {
+			if _, err := w.Write(rows); err != nil {
+				t.Fatal(err)
+			}
+			rows = rows[:0]
+		}
+		for i := range c.rows {
+			n := 60
+			if c.featureLength != nil {
+				n = c.featureLength(i)
+			}
+			feat := make([]byte, n)
+			for j := range feat {
+				feat[j] = byte(i*7 + j + len(c.name))
+			}
+			rows = append(rows, dataset.Packet{
+				Feature: feat, AppLabel: c.app(i), TrafficLabel: c.traffic(i),
+				Source: c.name + ".pcap", Index: int64(i), TimestampNS: int64(i) * 1000,
+				Flow: int64(i / max(c.flowLen, 1)),
+			})
+			if len(rows) == cap(rows) {
+				flush()
+			}
+		}
+		flush()
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// testCaptures has classes of very different sizes, rows without one label
+// or the other, and a capture mixing two application classes.
+func testCaptures() []capture {
+	return []capture{
+		{name: "a", rows: 5003, flowLen: 9, app: func(int) *int64 { return label(0) }, traffic: func(int) *int64 { return label(3) }},
+		{name: "b", rows: 1211, flowLen: 4, app: func(int) *int64 { return label(1) }, traffic: func(i int) *int64 {
+			if i%3 == 0 {
+				return nil
+			}
+			return label(3)
+		}},
+		{name: "c", rows: 3500, flowLen: 13, app: func(i int) *int64 { return label(int64(2 + i%2)) }, traffic: func(int) *int64 { return label(5) }},
+		{name: "d", rows: 777, flowLen: 1, app: func(int) *int64 { return nil }, traffic: func(int) *int64 { return label(7) }},
+	}
+}
+
+// inputCounts counts the input rows per task and label.
+func inputCounts(caps []capture) [numTasks]map[int64]int64 {
+	var n [numTasks]map[int64]int64
+	for t := range n {
+		n[t] = map[int64]int64{}
+	}
+	for _, c := range caps {
+		for i := range c.rows {
+			if l := c.app(i); l != nil {
+				n[app][*l]++
+			}
+			if l := c.traffic(i); l != nil {
+				n[traffic][*l]++
+			}
+		}
+	}
+	return n
+}
+
+func runSplit(t *testing.T, input string, opts Options) (string, *Report) {
+	t.Helper()
+	target := t.TempDir()
+	report, err := Run(context.Background(), input, target, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return target, report
+}
+
+// readCompact reads every sample of a compact set folder, in order.
+func readCompact(t *testing.T, dir string) []dataset.Sample {
+	t.Helper()
+	files, err := dataset.SetFiles(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []dataset.Sample
+	for _, f := range files {
+		rows, err := parquet.ReadFile[dataset.Sample](f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, rows...)
+	}
+	return all
+}
+
+func TestProportions(t *testing.T) {
+	input := t.TempDir()
+	caps := testCaptures()
+	writeCaptures(t, input, caps)
+	want := inputCounts(caps)
+	tests := []struct {
+		name                string
+		under, testUnder    bool
+		testSize            float64
+		wantTrain, wantTest func(t int, n int64, all map[int64]int64) int64
+	}{
+		{"reference", true, false, 0.2, minTrain(0.2), testRows(0.2)},
+		{"no undersampling", false, false, 0.2, trainRows(0.2), testRows(0.2)},
+		{"test undersampling too", true, true, 0.3, minTrain(0.3), minTest(0.3)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := DefaultOptions()
+			opts.UnderSampling, opts.TestUnderSampling, opts.TestSize = tc.under, tc.testUnder, tc.testSize
+			target, report := runSplit(t, input, opts)
+			if report.InputRows != 5003+1211+3500+777 {
+				t.Errorf("input rows %d", report.InputRows)
+			}
+			for _, s := range report.Sets {
+				task := app
+				if s.Task == TaskDirs[traffic] {
+					task = traffic
+				}
+				// The files hold what the report says.
+				rows := readCompact(t, filepath.Join(target, s.Task, s.Set+".parquet"))
+				got := map[int64]int64{}
+				for _, r := range rows {
+					got[r.Label]++
+				}
+				for label, n := range want[task] {
+					exact := tc.wantTest(task, n, want[task])
+					if s.Set == "train" {
+						exact = tc.wantTrain(task, n, want[task])
+					}
+					if got[label] != s.Count(label) {
+						t.Errorf("%s/%s label %d: %d rows in the files, report says %d", s.Task, s.Set, label, got[label], s.Count(label))
+					}
+					if d := got[label] - exact; d < -1 || d > 1 {
+						t.Errorf("%s/%s label %d: %d rows, want %d±1", s.Task, s.Set, label, got[label], exact)
+					}
+				}
+			}
+		})
+	}
+}
+
+func testRows(size float64) func(int, int64, map[int64]int64) int64 {
+	return func(_ int, n int64, _ map[int64]int64) int64 { return int64(math.Round(size * float64(n))) }
+}
+
+func trainRows(size float64) func(int, int64, map[int64]int64) int64 {
+	return func(t int, n int64, all map[int64]int64) int64 { return n - testRows(size)(t, n, all) }
+}
+
+func minTrain(size float64) func(int, int64, map[int64]int64) int64 {
+	return func(t int, _ int64, all map[int64]int64) int64 {
+		m := int64(math.MaxInt64)
+		for _, n := range all {
+			m = min(m, trainRows(size)(t, n, all))
+		}
+		return m
+	}
+}
+
+func minTest(size float64) func(int, int64, map[int64]int64) int64 {
+	return func(t int, _ int64, all map[int64]int64) int64 {
+		m := int64(math.MaxInt64)
+		for _, n := range all {
+			m = min(m, testRows(size)(t, n, all))
+		}
+		return m
+	}
+}
+
+// setDigest lists the rows of every output, in order, by provenance.
+func setDigest(t *testing.T, target string) string {
+	var b strings.Builder
+	for _, task := range TaskDirs {
+		for _, set := range setNames {
+			fmt.Fprintf(&b, "%s/%s:", task, set)
+			for _, r := range readCompact(t, filepath.Join(target, task, set+".parquet")) {
+				fmt.Fprintf(&b, " %s#%d=%d", r.Source, r.Index, r.Label)
+			}
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
+}
+
+func TestDeterministicAcrossRunsAndJobs(t *testing.T) {
+	input := t.TempDir()
+	writeCaptures(t, input, testCaptures())
+	var first string
+	for _, jobs := range []int{1, 3, 1, 4} {
+		opts := DefaultOptions()
+		opts.Jobs = jobs
+		target, _ := runSplit(t, input, opts)
+		d := setDigest(t, target)
+		if first == "" {
+			first = d
+			continue
+		}
+		if d != first {
+			t.Fatalf("-j %d gives different sets than -j 1", jobs)
+		}
+	}
+	// Another seed gives another split (of the same sizes).
+	opts := DefaultOptions()
+	opts.Seed = 1
+	target, _ := runSplit(t, input, opts)
+	if setDigest(t, target) == first {
+		t.Error("seed 1 gives the same split as seed 9876")
+	}
+}
+
+func TestFlowSplitKeepsFlowsOnOneSide(t *testing.T) {
+	input := t.TempDir()
+	caps := testCaptures()
+	writeCaptures(t, input, caps)
+	flowLen := map[string]int{}
+	for _, c := range caps {
+		flowLen[c.name+".pcap"] = c.flowLen
+	}
+	opts := DefaultOptions()
+	opts.SplitBy = ByFlow
+	target, report := runSplit(t, input, opts)
+	want := inputCounts(caps)
+	for _, task := range TaskDirs {
+		side := map[string]string{}
+		for _, set := range setNames {
+			for _, r := range readCompact(t, filepath.Join(target, task, set+".parquet")) {
+				flow := fmt.Sprintf("%s/%d/%d", r.Source, r.Flow, r.Label)
+				if s, ok := side[flow]; ok && s != set {
+					t.Fatalf("%s: flow %s is in both train and test", task, flow)
+				}
+				side[flow] = set
+			}
+		}
+	}
+	// The test set is still about test_size of each class: off by less than
+	// one flow.
+	for _, s := range report.Sets {
+		if s.Set != "test" {
+			continue
+		}
+		task := app
+		if s.Task == TaskDirs[traffic] {
+			task = traffic
+		}
+		for label, n := range want[task] {
+			exact := math.Round(0.2 * float64(n))
+			if d := math.Abs(float64(s.Count(label)) - exact); d > 13 {
+				t.Errorf("%s label %d: %d test rows, want %v within a flow", s.Task, label, s.Count(label), exact)
+			}
+		}
+	}
+}
+
+func TestReferenceFormatHoldsTheSameRows(t *testing.T) {
+	input := t.TempDir()
+	writeCaptures(t, input, []capture{{
+		name: "x", rows: 300, flowLen: 3,
+		app:           func(i int) *int64 { return label(int64(i % 3)) },
+		traffic:       func(i int) *int64 { return label(int64(i % 2)) },
+		featureLength: func(i int) int { return 1 + i%40 },
+	}})
+	opts := DefaultOptions()
+	opts.SignalLength = 64
+	compact, _ := runSplit(t, input, opts)
+	opts.Format = dataset.Reference
+	ref, _ := runSplit(t, input, opts)
+	for _, task := range TaskDirs {
+		for _, set := range setNames {
+			want := readCompact(t, filepath.Join(compact, task, set+".parquet"))
+			dir := filepath.Join(ref, task, set+".parquet")
+			files, err := dataset.SetFiles(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got dataset.Rows
+			var rd dataset.RowGroupReader
+			for _, path := range files {
+				f, err := dataset.OpenSetFile(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if f.Format != dataset.Reference {
+					t.Fatalf("%s: format %v", path, f.Format)
+				}
+				for rg := range f.NumRowGroups() {
+					if err := rd.Read(f, rg, dataset.Limits{SignalLength: 64}, &got); err != nil {
+						t.Fatal(err)
+					}
+				}
+				f.Close()
+			}
+			if got.Len() != len(want) || len(want) == 0 {
+				t.Fatalf("%s: %d rows, the compact set has %d", dir, got.Len(), len(want))
+			}
+			for i, w := range want {
+				// The reader drops trailing zeros, which the reference pads with.
+				if !bytes.Equal(got.Feature(i), bytes.TrimRight(w.Feature, "\x00")) || got.Labels[i] != w.Label {
+					t.Fatalf("%s row %d: %v label %d, want %v label %d", dir, i, got.Feature(i), got.Labels[i], w.Feature, w.Label)
+				}
+			}
+		}
+	}
+}
+
+func TestErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		setup   func(t *testing.T, dir string)
+		wantErr string
+	}{
+		{"not parquet", func(t *testing.T, dir string) {
+			os.WriteFile(filepath.Join(dir, "bad.parquet"), []byte("PAR1 this is text"), 0o644)
+		}, "bad.parquet: not a Parquet file"},
+		{"missing column", func(t *testing.T, dir string) {
+			type noFlow struct {
+				Feature  []byte `parquet:"feature"`
+				AppLabel *int64 `parquet:"app_label,optional"`
+			}
+			if err := parquet.WriteFile(filepath.Join(dir, "old.parquet"), []noFlow{{Feature: []byte{1}}}); err != nil {
+				t.Fatal(err)
+			}
+		}, `old.parquet: no "traffic_label" column`},
+		{"feature too long", func(t *testing.T, dir string) {
+			writeCaptures(t, dir, []capture{{name: "long", rows: 20, app: func(int) *int64 { return label(1) },
+				traffic: func(int) *int64 { return label(1) }, featureLength: func(i int) int { return 1490 + i }}})
+		}, "long.parquet: row 11: feature of 1501 bytes is longer than the signal length 1500"},
+		{"empty folder", func(*testing.T, string) {}, "no .parquet files"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			input := t.TempDir()
+			tc.setup(t, input)
+			target := t.TempDir()
+			_, err := Run(context.Background(), input, target, DefaultOptions())
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error %v, want it to contain %q", err, tc.wantErr)
+			}
+			// Nothing half-written is left behind.
+			entries, _ := os.ReadDir(filepath.Join(target, TaskDirs[app]))
+			if len(entries) != 0 {
+				t.Errorf("left %d entries in %s", len(entries), TaskDirs[app])
+			}
+		})
+	}
+}
