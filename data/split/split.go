@@ -164,7 +164,7 @@ type class struct {
 	// key < testKeep; any other row is in the training set, kept if
 	// key < train.
 	test, testKeep, train uint64
-	testRows             int64 // rows with key < test
+	testRows              int64 // rows with key < test
 }
 
 type classes [numTasks]map[int64]*class
