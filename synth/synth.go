@@ -1,0 +1,362 @@
+// Package synth writes synthetic, labelled packet captures for trying the
+// pipeline without the 28 GB ISCX VPN-nonVPN data set. Each capture carries
+// one application's traffic under a file name the reference's label maps
+// know (netflix1.pcap, skype_chat1a.pcap, vpn_bittorrent.pcap, ...), and the
+// set covers every traffic class.
+//
+// The bytes are real protocols, not noise: TCP flows carry TLS 1.3 sessions
+// run between an in-process crypto/tls client and server, or SSH sessions
+// (sftp, scp) with a real key exchange and cipher; UDP flows carry SRTP
+// calls after STUN checks, or QUIC-like packets; BitTorrent speaks its peer
+// wire protocol; VPN captures wrap the same traffic in a WireGuard-like
+// encrypted UDP tunnel. Each application behaves as its class does:
+// streaming is bulk from server to client, chat is short messages both ways
+// with pauses, file transfer is bulk one way, VoIP is small packets at a
+// fixed rate, torrent talks to many peers. Frames are Ethernet with correct
+// IPv4, TCP and UDP headers and checksums, TCP handshakes, sequence numbers
+// and teardowns, and timestamps paced by round trips and link rates.
+//
+// Output is a pure function of the seed: every random choice, TLS's Rand and
+// Time, and all keys come from streams derived from it. Go 1.26 ignores the
+// random source given to crypto key generation unless the program runs with
+// GODEBUG=cryptocustomrand=1 (the deeppacket command sets it with a
+// //go:debug line); without it the TLS bytes differ between runs and Write
+// logs a warning.
+package synth
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ecdh"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/netip"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/deeppacket/deeppacket/internal/atomicfile"
+)
+
+// PacketsPerClass is how many packets the reference keeps (those with a
+// transport payload) that each traffic class gets at scale 1, shared among
+// the class's captures.
+const PacketsPerClass = 400
+
+// Options control a run.
+type Options struct {
+	Seed  int64
+	Scale float64 // multiplies the packets of every capture; 1 is a small set, 1000 many GB
+}
+
+// Capture is one file of the set.
+type Capture struct {
+	Name  string // file name; its stem is a prefix of the reference's label maps
+	Class string // traffic class, as the reference names it
+	App   string // the application that made it
+	VPN   bool   // the traffic goes through a VPN tunnel
+	app   app
+}
+
+// Stats describes a written capture.
+type Stats struct {
+	Name    string
+	Packets int   // frames written
+	Kept    int   // frames with a transport payload, which the reference keeps
+	Bytes   int64 // file size
+}
+
+var (
+	aol       = []string{"64.12.0.0/16", "205.188.0.0/16"}
+	icq       = []string{"178.237.0.0/16"}
+	microsoft = []string{"13.107.0.0/16", "40.126.0.0/16", "52.114.0.0/16"}
+	facebook  = []string{"157.240.0.0/16", "31.13.0.0/16"}
+	google    = []string{"172.217.0.0/16", "216.58.0.0/16", "74.125.0.0/16"}
+	netflix   = []string{"198.38.0.0/16", "45.57.0.0/16"}
+	fastly    = []string{"151.101.0.0/16"}
+	spotify   = []string{"35.186.0.0/16", "104.199.0.0/16"}
+	campus    = []string{"131.202.0.0/16"}
+	voipProv  = []string{"77.72.0.0/16"}
+	peers     = []string{"86.12.0.0/16", "95.24.0.0/16", "112.65.0.0/16", "187.34.0.0/16", "73.158.0.0/16", "2.86.0.0/16", "5.18.0.0/16"}
+)
+
+func catalogue() []Capture {
+	sec := time.Second
+	chat := func(name string, port uint16, nets []string, meanSize int) app {
+		return tcpApp(endpoint{name, port, nets}, 90*sec, 60, "tls", true, chatScript(4*sec, meanSize, 1200))
+	}
+	imap := tcpApp(endpoint{"imap.gmail.com", 993, google}, 40*sec, 80, "tls", true, emailScript(false))
+	smtp := tcpApp(endpoint{"smtp.gmail.com", 465, google}, 40*sec, 80, "tls", true, emailScript(true))
+	email := app{spacing: 40 * sec, flowSize: 80, newFlow: func(e *env, rng *source, at time.Time, budget int) (flow, error) {
+		if rng.IntN(3) == 0 {
+			return smtp.newFlow(e, rng, at, budget)
+		}
+		return imap.newFlow(e, rng, at, budget)
+	}}
+	sftpUp := tcpApp(endpoint{"sftp", 22, campus}, 20*sec, 150, "sftp", true, bulkScript(true, 32768+13))
+	scpDown := tcpApp(endpoint{"scp", 22, campus}, 20*sec, 150, "scp", true, bulkScript(false, 65536))
+	ftpsData := tcpApp(endpoint{"ftp.unb.ca", 0, campus}, 20*sec, 150, "tls", false, bulkScript(false, 65536))
+	ftpsControl := tcpApp(endpoint{"ftp.unb.ca", 990, campus}, 20*sec, 10, "tls", true, chatScript(200*time.Millisecond, 40, 200))
+	ftps := app{spacing: 15 * sec, flowSize: 100, newFlow: func(e *env, rng *source, at time.Time, budget int) (flow, error) {
+		if rng.IntN(3) == 0 {
+			return ftpsControl.newFlow(e, rng, at, min(budget, 12))
+		}
+		return ftpsData.newFlow(e, rng, at, budget)
+	}}
+	skypeFile := tcpApp(endpoint{"api.asm.skype.com", 443, microsoft}, 20*sec, 150, "tls", true, bulkScript(true, 16384))
+	netflixApp := tcpApp(endpoint{"ipv4-c001-yyz001-ix.1.oca.nflxvideo.net", 443, netflix}, 30*sec, 200, "tls", true, streamScript(60_000, 600_000, 2*sec))
+	vimeoApp := tcpApp(endpoint{"vod-progressive.akamaized.net", 443, fastly}, 30*sec, 200, "tls", true, streamScript(40_000, 400_000, 2*sec))
+	spotifyApp := tcpApp(endpoint{"audio-fa.scdn.co", 443, spotify}, 30*sec, 120, "tls", true, streamScript(20_000, 160_000, 3*sec))
+	youtubeApp := quicApp(endpoint{"r4---sn-ni5f-t8gl.googlevideo.com", 443, google}, 30*sec, 200, streamScript(50_000, 500_000, 2*sec))
+	torrent := tcpApp(endpoint{"peer", 0, peers}, 300*time.Millisecond, 60, "plain", true, torrentScript(newSource(0, "infohash").bytes(20)))
+	skypeAudio := voipApp(endpoint{"skype relay", 0, microsoft}, 60*sec, 800, voiceCodec{payloadType: 96, ptime: 20 * time.Millisecond, minSize: 50, maxSize: 130, clockRate: 16000})
+	fbAudio := voipApp(endpoint{"facebook", 3478, facebook}, 60*sec, 800, voiceCodec{payloadType: 111, ptime: 20 * time.Millisecond, minSize: 40, maxSize: 140, clockRate: 48000})
+	hangoutsAudio := voipApp(endpoint{"hangouts", 19305, google}, 60*sec, 800, voiceCodec{payloadType: 111, ptime: 20 * time.Millisecond, minSize: 60, maxSize: 160, clockRate: 48000})
+	voipbuster := voipApp(endpoint{"voipbuster", 0, voipProv}, 60*sec, 800, voiceCodec{payloadType: 0, ptime: 20 * time.Millisecond, minSize: 160, maxSize: 160, clockRate: 8000})
+
+	return []Capture{
+		{Name: "aimchat1.pcap", Class: "Chat", App: "AIM Chat", app: chat("login.oscar.aol.com", 5190, aol, 60)},
+		{Name: "icq_chat_3a.pcap", Class: "Chat", App: "ICQ", app: chat("login.icq.com", 5190, icq, 60)},
+		{Name: "skype_chat1a.pcap", Class: "Chat", App: "Skype", app: chat("client-s.gateway.messenger.live.com", 443, microsoft, 120)},
+		{Name: "facebookchat1.pcap", Class: "Chat", App: "Facebook", app: chat("edge-chat.facebook.com", 443, facebook, 150)},
+		{Name: "gmailchat1.pcap", Class: "Chat", App: "Gmail", app: chat("mtalk.google.com", 5228, google, 80)},
+		{Name: "hangouts_chat_4a.pcap", Class: "Chat", App: "Hangouts", app: chat("hangouts.google.com", 443, google, 100)},
+		{Name: "email1a.pcap", Class: "Email", App: "Email", app: email},
+		{Name: "ftps_down_1a.pcap", Class: "File Transfer", App: "FTPS", app: ftps},
+		{Name: "scpdown1.pcap", Class: "File Transfer", App: "SCP", app: scpDown},
+		{Name: "sftp1.pcap", Class: "File Transfer", App: "SFTP", app: sftpUp},
+		{Name: "skype_file1.pcap", Class: "File Transfer", App: "Skype", app: skypeFile},
+		{Name: "netflix1.pcap", Class: "Streaming", App: "Netflix", app: netflixApp},
+		{Name: "spotify1.pcap", Class: "Streaming", App: "Spotify", app: spotifyApp},
+		{Name: "vimeo1.pcap", Class: "Streaming", App: "Vimeo", app: vimeoApp},
+		{Name: "youtube1.pcap", Class: "Streaming", App: "Youtube", app: youtubeApp},
+		{Name: "facebook_audio1a.pcap", Class: "Voip", App: "Facebook", app: fbAudio},
+		{Name: "hangouts_audio1a.pcap", Class: "Voip", App: "Hangouts", app: hangoutsAudio},
+		{Name: "skype_audio1a.pcap", Class: "Voip", App: "Skype", app: skypeAudio},
+		{Name: "voipbuster1b.pcap", Class: "Voip", App: "Voipbuster", app: voipbuster},
+		{Name: "vpn_aim_chat1a.pcap", Class: "VPN: Chat", App: "AIM Chat", VPN: true, app: chat("login.oscar.aol.com", 5190, aol, 60)},
+		{Name: "vpn_hangouts_chat1a.pcap", Class: "VPN: Chat", App: "Hangouts", VPN: true, app: chat("hangouts.google.com", 443, google, 100)},
+		{Name: "vpn_icq_chat1a.pcap", Class: "VPN: Chat", App: "ICQ", VPN: true, app: chat("login.icq.com", 5190, icq, 60)},
+		{Name: "vpn_skype_chat1a.pcap", Class: "VPN: Chat", App: "Skype", VPN: true, app: chat("client-s.gateway.messenger.live.com", 443, microsoft, 120)},
+		{Name: "vpn_email2a.pcap", Class: "VPN: Email", App: "Email", VPN: true, app: email},
+		{Name: "vpn_ftps_a.pcap", Class: "VPN: File Transfer", App: "FTPS", VPN: true, app: ftps},
+		{Name: "vpn_sftp_a.pcap", Class: "VPN: File Transfer", App: "SFTP", VPN: true, app: sftpUp},
+		{Name: "vpn_skype_files1a.pcap", Class: "VPN: File Transfer", App: "Skype", VPN: true, app: skypeFile},
+		{Name: "vpn_vimeo_a.pcap", Class: "VPN: Streaming", App: "Vimeo", VPN: true, app: vimeoApp},
+		{Name: "vpn_youtube_a.pcap", Class: "VPN: Streaming", App: "Youtube", VPN: true, app: youtubeApp},
+		{Name: "vpn_bittorrent.pcap", Class: "VPN: Torrent", App: "BitTorrent", VPN: true, app: torrent},
+		{Name: "vpn_facebook_audio2.pcap", Class: "VPN: Voip", App: "Facebook", VPN: true, app: fbAudio},
+		{Name: "vpn_skype_audio1.pcap", Class: "VPN: Voip", App: "Skype", VPN: true, app: skypeAudio},
+	}
+}
+
+// Captures lists the set Generate writes, in file-name order.
+func Captures() []Capture {
+	cs := catalogue()
+	sort.Slice(cs, func(i, j int) bool { return cs[i].Name < cs[j].Name })
+	return cs
+}
+
+// target is how many kept packets capture c aims at under opt.
+func (c Capture) target(opt Options) int {
+	n := 0
+	for _, o := range catalogue() {
+		if o.Class == c.Class {
+			n++
+		}
+	}
+	return max(10, int(math.Ceil(PacketsPerClass*opt.Scale/float64(n))))
+}
+
+// starter starts flows of a at jittered intervals from start, giving each a
+// share of the capture's packets until target is handed out.
+func (c Capture) starter(e *env, start time.Time, target int) flowStarter {
+	at, handed, i := start, 0, 0
+	spacing := newSource(e.seed, e.name, "spacing")
+	return func() (time.Time, flow, bool, error) {
+		if handed >= target {
+			return time.Time{}, nil, false, nil
+		}
+		rng := newSource(e.seed, e.name, "flow", i)
+		budget := min(target-handed, max(1, int(rng.jitter(float64(c.app.flowSize), 0.5))))
+		handed += budget
+		i++
+		f, err := c.app.newFlow(e, rng, at, budget)
+		if err != nil {
+			return time.Time{}, nil, false, fmt.Errorf("%s: flow %d: %w", c.Name, i, err)
+		}
+		begun := at
+		at = at.Add(time.Duration(spacing.jitter(float64(c.app.spacing), 0.6)))
+		return begun, f, true, nil
+	}
+}
+
+// packets is the capture's traffic as one time-ordered flow.
+func (c Capture) packets(opt Options) (flow, error) {
+	rng := newSource(opt.Seed, c.Name, "capture")
+	start := time.Date(2016, 3, 1, 8, 0, 0, 0, time.UTC).
+		Add(time.Duration(rng.IntN(30*24*3600)) * time.Second).
+		Add(time.Duration(rng.IntN(1_000_000)) * time.Microsecond)
+	lan := netip.AddrFrom4([4]byte{192, 168, 1, byte(rng.between(10, 250))})
+	if !c.VPN {
+		e := &env{seed: opt.Seed, name: c.Name, client: lan, ids: map[string]*tlsIdentity{}}
+		return newMux(c.starter(e, start, c.target(opt)))
+	}
+	tunnel := netip.AddrFrom4([4]byte{10, 8, 0, byte(rng.between(2, 250))})
+	e := &env{seed: opt.Seed, name: c.Name, client: tunnel, ids: map[string]*tlsIdentity{}}
+	rtt := randomRTT(rng)
+	inner, err := newMux(c.starter(e, start.Add(2*rtt), c.target(opt)))
+	if err != nil {
+		return nil, err
+	}
+	outer := udpEnds{
+		cli:     &host{addr: lan, ttl: 64, id: uint16(rng.Uint32())},
+		srv:     e.serverHost(rng, endpoint{networks: campus}),
+		cliPort: ephemeralPort(rng),
+		srvPort: wgPort,
+	}
+	return newTunnelFlow(rng, outer, inner, start, rtt)
+}
+
+var (
+	clientMAC  = []byte{0x08, 0x00, 0x27, 0x5e, 0x1a, 0x03} // a VirtualBox NIC, as ISCX's capture hosts were
+	gatewayMAC = []byte{0x00, 0x1b, 0x21, 0x3a, 0x9c, 0x40}
+)
+
+var warnOnce sync.Once
+
+// Write writes capture c as a pcap (Ethernet, microsecond timestamps) to w.
+func (c Capture) Write(w io.Writer, opt Options) (Stats, error) {
+	if opt.Scale <= 0 {
+		return Stats{}, fmt.Errorf("scale %v: want a positive number", opt.Scale)
+	}
+	warnOnce.Do(func() {
+		if !cryptoRandHonoured() {
+			slog.Warn("synth: this program ignores custom random sources in crypto, so TLS bytes will differ between runs; run with GODEBUG=cryptocustomrand=1 for reproducible captures")
+		}
+	})
+	st := Stats{Name: c.Name}
+	src, err := c.packets(opt)
+	if err != nil {
+		return st, err
+	}
+	cw := &countingWriter{w: w}
+	bw := bufio.NewWriterSize(cw, 1<<20)
+	pw := pcapgo.NewWriter(bw)
+	if err := pw.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
+		return st, err
+	}
+	buf := gopacket.NewSerializeBuffer()
+	for {
+		batch, err := src.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return st, err
+		}
+		for _, p := range batch {
+			eth := &layers.Ethernet{SrcMAC: gatewayMAC, DstMAC: clientMAC, EthernetType: layers.EthernetTypeIPv4}
+			if p.toServer {
+				eth.SrcMAC, eth.DstMAC = clientMAC, gatewayMAC
+			}
+			if err := gopacket.SerializeLayers(buf, serializeOpts, eth, gopacket.Payload(p.data)); err != nil {
+				return st, err
+			}
+			frame := buf.Bytes()
+			ci := gopacket.CaptureInfo{Timestamp: p.ts, CaptureLength: len(frame), Length: len(frame)}
+			if err := pw.WritePacket(ci, frame); err != nil {
+				return st, err
+			}
+			st.Packets++
+			if p.payload {
+				st.Kept++
+			}
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return st, err
+	}
+	st.Bytes = cw.n
+	return st, nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// WriteFile writes capture c to path atomically.
+func (c Capture) WriteFile(path string, opt Options) (Stats, error) {
+	f, err := atomicfile.Create(path)
+	if err != nil {
+		return Stats{}, err
+	}
+	defer f.Abort()
+	st, err := c.Write(f, opt)
+	if err != nil {
+		return st, fmt.Errorf("write %s: %w", path, err)
+	}
+	return st, f.Commit()
+}
+
+// Generate writes every capture into dir, several at once, and calls done
+// (if not nil, one call at a time) as each is finished. Captures written
+// before an error stay in place.
+func Generate(dir string, opt Options, done func(Stats)) ([]Stats, error) {
+	cs := Captures()
+	stats := make([]Stats, len(cs))
+	errs := make([]error, len(cs))
+	var mu sync.Mutex
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(cs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				stats[i], errs[i] = cs[i].WriteFile(filepath.Join(dir, cs[i].Name), opt)
+				if errs[i] == nil && done != nil {
+					mu.Lock()
+					done(stats[i])
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range cs {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	return stats, errors.Join(errs...)
+}
+
+// cryptoRandHonoured reports whether crypto key generation reads the random
+// source it is given, which determinism needs.
+func cryptoRandHonoured() bool {
+	key := func() []byte {
+		k, err := ecdh.X25519().GenerateKey(newSource(0, "probe"))
+		if err != nil {
+			return nil
+		}
+		return k.Bytes()
+	}
+	a, b := key(), key()
+	return a != nil && bytes.Equal(a, b)
+}
