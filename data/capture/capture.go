@@ -74,6 +74,7 @@ type Reader struct {
 	format  Format
 	pcap    *pcapgo.Reader
 	ng      *pcapgo.NgReader
+	file    *countingReader // bytes read from the file itself
 	counted *countingReader // bytes handed to the buffered reader
 	buf     *bufio.Reader   // what pcapgo reads from
 	index   int64
@@ -102,8 +103,8 @@ func Open(path string) (*Reader, error) {
 // NewReader reads a capture from r, detecting its format and compression
 // from the first bytes.
 func NewReader(r io.Reader) (*Reader, error) {
-	outer := bufio.NewReaderSize(r, bufSize)
-	rd := &Reader{}
+	rd := &Reader{file: &countingReader{r: r}}
+	outer := bufio.NewReaderSize(rd.file, bufSize)
 	magic, err := outer.Peek(2)
 	if err != nil {
 		return nil, fmt.Errorf("%w: file shorter than a header", ErrUnknownFormat)
@@ -155,6 +156,18 @@ func NewReader(r io.Reader) (*Reader, error) {
 		return nil, fmt.Errorf("%w (magic %08x)", ErrUnknownFormat, m)
 	}
 	return rd, nil
+}
+
+// BytesRead is the number of bytes read from the file so far (compressed
+// bytes for a gzip'd capture), for progress over a capture's size.
+func (r *Reader) BytesRead() int64 { return r.file.n }
+
+// LinkType is the capture's link type: for pcapng, the first interface's.
+func (r *Reader) LinkType() layers.LinkType {
+	if r.pcap != nil {
+		return r.pcap.LinkType()
+	}
+	return r.ng.LinkType()
 }
 
 // Format says whether the capture is pcap or pcapng.
