@@ -1,0 +1,79 @@
+// Package testenv finds what tests need outside the repository: the shared
+// data folder (../shared) and Debian's Python with PyTorch and scapy. Under
+// CI=true a missing piece fails the test; elsewhere the test is skipped with
+// a message saying what is missing.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+// missing skips the test, or fails it in CI.
+func missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf(format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
+// RepoRoot is the folder holding go.mod, found upwards from the test's folder.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.mod not found above the test's folder")
+		}
+		dir = parent
+	}
+}
+
+// Shared returns the path of rel inside ../shared, skipping (or in CI
+// failing) the test when it is absent.
+func Shared(t testing.TB, rel string) string {
+	t.Helper()
+	path := filepath.Join(RepoRoot(t), "..", "shared", rel)
+	if _, err := os.Stat(path); err != nil {
+		missing(t, "shared data %s is missing (tests read ../shared beside the repository): %v", rel, err)
+	}
+	return path
+}
+
+var (
+	pythonOnce sync.Once
+	pythonPath string
+	pythonErr  string
+)
+
+// Python returns a Python interpreter that imports torch and scapy: the one
+// in DEEPPACKET_PYTHON, else Debian's /usr/bin/python3 (scripts/install-deps.sh
+// installs python3-torch and python3-scapy there).
+func Python(t testing.TB) string {
+	t.Helper()
+	pythonOnce.Do(func() {
+		pythonPath = os.Getenv("DEEPPACKET_PYTHON")
+		if pythonPath == "" {
+			pythonPath = "/usr/bin/python3"
+		}
+		out, err := exec.Command(pythonPath, "-c", "import torch, scapy").CombinedOutput()
+		if err != nil {
+			pythonErr = string(out) + err.Error()
+		}
+	})
+	if pythonErr != "" {
+		missing(t, "%s cannot import torch and scapy (run scripts/install-deps.sh): %s", pythonPath, pythonErr)
+	}
+	return pythonPath
+}

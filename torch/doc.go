@@ -1,0 +1,50 @@
+// Package torch is deeppacket's thin binding to libtorch: tensors on CPU or
+// CUDA, autograd, the nn layers and optimisers Deep Packet needs, and
+// serialisation that PyTorch reads (torch.save's pickle format, TorchScript).
+//
+// The C++ lives in shim/ (one file, a plain C API in shim/dptorch.h) and is
+// built by the Makefile into build/libdptorch.so; this package links it with
+// cgo. Go never sees a C++ type and no C++ exception crosses into Go: every
+// failure becomes an error carrying libtorch's message.
+//
+// # Errors
+//
+// Operations return *Tensor and carry failures inside it, as bufio.Scanner
+// does: an operation on a tensor that holds an error does nothing and passes
+// the error on, so a forward pass reads like PyTorch and is checked once:
+//
+//	y := x.Conv1d(w, b, torch.Conv1dOptions{Stride: 3}).ReLU()
+//	if err := y.Err(); err != nil { ... }
+//
+// Functions that return Go values (Float32s, Item, Save, ...) return an error.
+//
+// # Memory
+//
+// libtorch memory is invisible to Go's garbage collector, so tensors are freed
+// deterministically, never by forcing runtime.GC:
+//
+//   - A Scope owns every tensor made in it. Tensors made from Go data with a
+//     scope (Scope.FromFloat32 and friends) belong to it, and the result of an
+//     operation belongs to the scope of its first operand that has one. A
+//     training step opens a scope, runs forward, backward and the optimiser,
+//     and closes it: every intermediate is freed at that moment.
+//   - Tensors that outlive a step (parameters, optimiser state) have no scope
+//     and are freed by their owner's Close (Store.Close, Adam.Close) or by
+//     Tensor.Free. Scope.Keep takes a tensor out of its scope.
+//   - A finalizer on unscoped tensors is only a safety net for a forgotten
+//     Free; correct code never depends on it.
+//
+// The benchmark BenchmarkTrainMemory trains the reference CNN for thousands
+// of steps and reports resident memory at step 300 and at the end.
+//
+// # Goroutines
+//
+// A Tensor may be read by several goroutines at once (libtorch operations do
+// not modify their inputs), but in-place operations (Store loading, optimiser
+// steps, ZeroGrad) must not run while another goroutine uses the tensor. A
+// Scope may be shared (it locks). Inference from several goroutines on one
+// model in eval mode is safe: forward passes only read the parameters; run
+// each inside NoGrad, which pins the goroutine to its OS thread because
+// libtorch's grad mode is per thread. Train/Eval switches and Load must not
+// overlap a forward pass.
+package torch

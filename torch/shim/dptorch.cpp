@@ -1,0 +1,584 @@
+// dptorch.cpp: the libtorch side of deeppacket's binding (see dptorch.h).
+//
+// Compatibility: written against Debian's libtorch 1.13 and restricted to API
+// that libtorch 2.x still offers unchanged (checked against the 2.x headers'
+// signatures): at:: operators (conv1d, max_pool1d, linear, batch_norm,
+// dropout, constant_pad_nd, cross_entropy_loss, mse_loss, softmax,
+// log_softmax, argmax), c10::GradMode, torch::cuda::is_available /
+// device_count / manual_seed_all, torch::pickle_save / pickle_load,
+// torch::jit::Module (register_parameter, register_buffer, define, save) and
+// torch::jit::load. Rebuilding this one file against a CUDA libtorch
+// (make LIBTORCH=/path/to/libtorch) needs no change in the Go code.
+#include "dptorch.h"
+
+#include <ATen/ATen.h>
+#include <torch/cuda.h>
+#include <torch/script.h>
+#include <torch/serialize.h>
+#include <torch/utils.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <string>
+#include <vector>
+
+struct dpt_tensor_s { at::Tensor t; };
+struct dpt_ivalue_s { c10::IValue v; };
+struct dpt_module_s { torch::jit::Module m; };
+
+namespace {
+
+char *dup_error(const char *msg) { return strdup(msg); }
+
+// guarded runs body and turns any exception into an error message.
+template <typename F>
+dpt_error guarded(F &&body) {
+  try {
+    body();
+    return nullptr;
+  } catch (const c10::Error &e) {
+    return dup_error(e.what_without_backtrace());
+  } catch (const std::exception &e) {
+    return dup_error(e.what());
+  } catch (...) {
+    return dup_error("unknown C++ exception");
+  }
+}
+
+dpt_tensor wrap(at::Tensor t) { return new dpt_tensor_s{std::move(t)}; }
+
+at::ScalarType scalar_type(int dtype) {
+  switch (dtype) {
+    case DPT_FLOAT32: return at::kFloat;
+    case DPT_FLOAT64: return at::kDouble;
+    case DPT_INT64: return at::kLong;
+    case DPT_UINT8: return at::kByte;
+    case DPT_BOOL: return at::kBool;
+    case DPT_INT32: return at::kInt;
+  }
+  throw std::invalid_argument("unknown dtype code " + std::to_string(dtype));
+}
+
+int dtype_code(at::ScalarType s) {
+  switch (s) {
+    case at::kFloat: return DPT_FLOAT32;
+    case at::kDouble: return DPT_FLOAT64;
+    case at::kLong: return DPT_INT64;
+    case at::kByte: return DPT_UINT8;
+    case at::kBool: return DPT_BOOL;
+    case at::kInt: return DPT_INT32;
+    default: return -1;
+  }
+}
+
+at::TensorOptions options(int dtype, const char *device) {
+  return at::TensorOptions().dtype(scalar_type(dtype)).device(c10::Device(std::string(device)));
+}
+
+at::IntArrayRef dims(const int64_t *shape, int ndim) { return at::IntArrayRef(shape, static_cast<size_t>(ndim)); }
+
+const at::Tensor &ref(dpt_tensor t) {
+  if (t == nullptr) throw std::invalid_argument("tensor is nil (freed or never created)");
+  return t->t;
+}
+
+c10::optional<at::Tensor> optional(dpt_tensor t) {
+  if (t == nullptr) return c10::nullopt;
+  return t->t;
+}
+
+std::vector<char> read_file(const char *path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(std::string("cannot open ") + path + ": " + std::strerror(errno));
+  return std::vector<char>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+}  // namespace
+
+extern "C" {
+
+void dpt_free_error(dpt_error err) { std::free(err); }
+void dpt_free_string(char *s) { std::free(s); }
+
+int dpt_cuda_is_available(void) { return torch::cuda::is_available() ? 1 : 0; }
+int dpt_cuda_device_count(void) { return static_cast<int>(torch::cuda::device_count()); }
+dpt_error dpt_manual_seed(uint64_t seed) { return guarded([&] { torch::manual_seed(seed); }); }
+void dpt_set_num_threads(int n) { at::set_num_threads(n); }
+int dpt_get_num_threads(void) { return at::get_num_threads(); }
+void dpt_set_grad_enabled(int enabled) { c10::GradMode::set_enabled(enabled != 0); }
+int dpt_is_grad_enabled(void) { return c10::GradMode::is_enabled() ? 1 : 0; }
+
+void dpt_free(dpt_tensor t) { delete t; }
+
+dpt_error dpt_from_data(const void *data, const int64_t *shape, int ndim, int dtype, const char *device, dpt_tensor *out) {
+  return guarded([&] {
+    auto cpu = at::empty(dims(shape, ndim), options(dtype, "cpu"));
+    std::memcpy(cpu.data_ptr(), data, cpu.nbytes());
+    *out = wrap(std::string(device) == "cpu" ? cpu : cpu.to(c10::Device(std::string(device))));
+  });
+}
+
+dpt_error dpt_copy_out(dpt_tensor t, void *dst, int64_t nbytes, int dtype) {
+  return guarded([&] {
+    auto src = ref(t).detach().to(at::kCPU, scalar_type(dtype)).contiguous();
+    if (static_cast<int64_t>(src.nbytes()) != nbytes)
+      throw std::invalid_argument("copy out: tensor has " + std::to_string(src.nbytes()) + " bytes, buffer " +
+                                  std::to_string(nbytes));
+    std::memcpy(dst, src.data_ptr(), nbytes);
+  });
+}
+
+dpt_error dpt_full(const int64_t *shape, int ndim, double value, int dtype, const char *device, dpt_tensor *out) {
+  return guarded([&] { *out = wrap(at::full(dims(shape, ndim), value, options(dtype, device))); });
+}
+
+dpt_error dpt_rand(const int64_t *shape, int ndim, int dtype, const char *device, dpt_tensor *out) {
+  return guarded([&] { *out = wrap(at::rand(dims(shape, ndim), options(dtype, device))); });
+}
+
+dpt_error dpt_randn(const int64_t *shape, int ndim, int dtype, const char *device, dpt_tensor *out) {
+  return guarded([&] { *out = wrap(at::randn(dims(shape, ndim), options(dtype, device))); });
+}
+
+int dpt_dim(dpt_tensor t) { return static_cast<int>(t->t.dim()); }
+
+void dpt_shape(dpt_tensor t, int64_t *out) {
+  auto sizes = t->t.sizes();
+  std::copy(sizes.begin(), sizes.end(), out);
+}
+
+int dpt_dtype(dpt_tensor t) { return dtype_code(t->t.scalar_type()); }
+
+dpt_error dpt_device(dpt_tensor t, char **out) {
+  return guarded([&] { *out = strdup(ref(t).device().str().c_str()); });
+}
+
+dpt_error dpt_to(dpt_tensor t, const char *device, int dtype, dpt_tensor *out) {
+  return guarded([&] {
+    auto st = dtype < 0 ? ref(t).scalar_type() : scalar_type(dtype);
+    *out = wrap(ref(t).to(c10::Device(std::string(device)), st));
+  });
+}
+
+dpt_error dpt_item(dpt_tensor t, double *out) {
+  return guarded([&] { *out = ref(t).item<double>(); });
+}
+
+dpt_error dpt_to_string(dpt_tensor t, char **out) {
+  return guarded([&] {
+    std::ostringstream s;
+    s << ref(t);
+    *out = strdup(s.str().c_str());
+  });
+}
+
+dpt_error dpt_clone(dpt_tensor t, dpt_tensor *out) {
+  return guarded([&] { *out = wrap(ref(t).clone()); });
+}
+
+dpt_error dpt_detach(dpt_tensor t, dpt_tensor *out) {
+  return guarded([&] { *out = wrap(ref(t).detach()); });
+}
+
+dpt_error dpt_equal(dpt_tensor a, dpt_tensor b, int *out) {
+  return guarded([&] { *out = at::equal(ref(a), ref(b)) ? 1 : 0; });
+}
+
+dpt_error dpt_set_requires_grad(dpt_tensor t, int requires) {
+  return guarded([&] { t->t.set_requires_grad(requires != 0); });
+}
+
+int dpt_requires_grad(dpt_tensor t) { return t->t.requires_grad() ? 1 : 0; }
+
+dpt_error dpt_backward(dpt_tensor t) {
+  return guarded([&] { ref(t).backward(); });
+}
+
+dpt_error dpt_grad(dpt_tensor t, dpt_tensor *out) {
+  return guarded([&] {
+    const auto &g = ref(t).grad();
+    *out = g.defined() ? wrap(g) : nullptr;
+  });
+}
+
+dpt_error dpt_zero_grad(dpt_tensor t, int set_to_none) {
+  return guarded([&] {
+    auto &g = t->t.mutable_grad();
+    if (!g.defined()) return;
+    if (set_to_none) {
+      g.reset();
+      return;
+    }
+    // As torch.optim.Optimizer.zero_grad(set_to_none=False).
+    if (g.grad_fn()) {
+      g.detach_();
+    } else {
+      g.requires_grad_(false);
+    }
+    g.zero_();
+  });
+}
+
+dpt_error dpt_uniform_(dpt_tensor t, double from, double to) {
+  return guarded([&] {
+    at::NoGradGuard no_grad;
+    ref(t).uniform_(from, to);
+  });
+}
+
+dpt_error dpt_normal_(dpt_tensor t, double mean, double std) {
+  return guarded([&] {
+    at::NoGradGuard no_grad;
+    ref(t).normal_(mean, std);
+  });
+}
+
+dpt_error dpt_fill_(dpt_tensor t, double value) {
+  return guarded([&] {
+    at::NoGradGuard no_grad;
+    ref(t).fill_(value);
+  });
+}
+
+dpt_error dpt_copy_(dpt_tensor dst, dpt_tensor src) {
+  return guarded([&] {
+    at::NoGradGuard no_grad;
+    if (!ref(dst).sizes().equals(ref(src).sizes())) {
+      std::ostringstream s;
+      s << "copy: shape " << ref(src).sizes() << " into " << ref(dst).sizes();
+      throw std::invalid_argument(s.str());
+    }
+    ref(dst).copy_(ref(src));
+  });
+}
+
+dpt_error dpt_conv1d(dpt_tensor x, dpt_tensor w, dpt_tensor b, int64_t stride, int64_t padding, int64_t dilation, int64_t groups,
+                     dpt_tensor *out) {
+  return guarded([&] {
+    *out = wrap(at::conv1d(ref(x), ref(w), optional(b), {stride}, {padding}, {dilation}, groups));
+  });
+}
+
+dpt_error dpt_max_pool1d(dpt_tensor x, int64_t kernel, int64_t stride, int64_t padding, int64_t dilation, int ceil_mode,
+                         dpt_tensor *out) {
+  return guarded([&] {
+    *out = wrap(at::max_pool1d(ref(x), {kernel}, {stride}, {padding}, {dilation}, ceil_mode != 0));
+  });
+}
+
+dpt_error dpt_linear(dpt_tensor x, dpt_tensor w, dpt_tensor b, dpt_tensor *out) {
+  return guarded([&] { *out = wrap(at::linear(ref(x), ref(w), optional(b))); });
+}
+
+dpt_error dpt_batch_norm(dpt_tensor x, dpt_tensor w, dpt_tensor b, dpt_tensor mean, dpt_tensor var, int training, double momentum,
+                         double eps, dpt_tensor *out) {
+  return guarded([&] {
+    *out = wrap(at::batch_norm(ref(x), optional(w), optional(b), optional(mean), optional(var), training != 0, momentum, eps,
+                               at::globalContext().userEnabledCuDNN()));
+  });
+}
+
+dpt_error dpt_dropout(dpt_tensor x, double p, int training, dpt_tensor *out) {
+  return guarded([&] { *out = wrap(at::dropout(ref(x), p, training != 0)); });
+}
+
+dpt_error dpt_unary(int op, dpt_tensor x, dpt_tensor *out) {
+  return guarded([&] {
+    const auto &t = ref(x);
+    switch (op) {
+      case DPT_RELU: *out = wrap(at::relu(t)); return;
+      case DPT_SIGMOID: *out = wrap(at::sigmoid(t)); return;
+      case DPT_NEG: *out = wrap(at::neg(t)); return;
+      case DPT_SQRT: *out = wrap(at::sqrt(t)); return;
+      case DPT_EXP: *out = wrap(at::exp(t)); return;
+      case DPT_LOG: *out = wrap(at::log(t)); return;
+      case DPT_TANH: *out = wrap(at::tanh(t)); return;
+      case DPT_ABS: *out = wrap(at::abs(t)); return;
+    }
+    throw std::invalid_argument("unknown unary op " + std::to_string(op));
+  });
+}
+
+dpt_error dpt_binary(int op, dpt_tensor a, dpt_tensor b, double alpha_value, dpt_tensor *out) {
+  return guarded([&] {
+    const auto &x = ref(a);
+    const auto &y = ref(b);
+    // PyTorch refuses a floating alpha for integer tensors; pass whole
+    // numbers as integers, as Python's add(x, y, alpha=1) does.
+    c10::Scalar alpha = alpha_value == std::floor(alpha_value) ? c10::Scalar(static_cast<int64_t>(alpha_value))
+                                                               : c10::Scalar(alpha_value);
+    switch (op) {
+      case DPT_ADD: *out = wrap(at::add(x, y, alpha)); return;
+      case DPT_SUB: *out = wrap(at::sub(x, y, alpha)); return;
+      case DPT_MUL: *out = wrap(at::mul(x, y)); return;
+      case DPT_DIV: *out = wrap(at::div(x, y)); return;
+      case DPT_EQ: *out = wrap(at::eq(x, y)); return;
+      case DPT_ADD_:
+        a->t.add_(y, alpha);
+        *out = nullptr;
+        return;
+    }
+    throw std::invalid_argument("unknown binary op " + std::to_string(op));
+  });
+}
+
+dpt_error dpt_scalar_op(int op, dpt_tensor a, double s, dpt_tensor *out) {
+  return guarded([&] {
+    const auto &x = ref(a);
+    switch (op) {
+      case DPT_ADD: *out = wrap(at::add(x, s)); return;
+      case DPT_SUB: *out = wrap(at::sub(x, s)); return;
+      case DPT_MUL: *out = wrap(at::mul(x, s)); return;
+      case DPT_DIV: *out = wrap(at::div(x, s)); return;
+    }
+    throw std::invalid_argument("unknown scalar op " + std::to_string(op));
+  });
+}
+
+dpt_error dpt_pad(dpt_tensor x, const int64_t *pad, int npad, double value, dpt_tensor *out) {
+  return guarded([&] { *out = wrap(at::constant_pad_nd(ref(x), dims(pad, npad), value)); });
+}
+
+dpt_error dpt_transpose(dpt_tensor x, int64_t d0, int64_t d1, dpt_tensor *out) {
+  return guarded([&] { *out = wrap(ref(x).transpose(d0, d1)); });
+}
+
+dpt_error dpt_reshape(dpt_tensor x, const int64_t *shape, int ndim, int view, dpt_tensor *out) {
+  return guarded([&] { *out = wrap(view ? ref(x).view(dims(shape, ndim)) : ref(x).reshape(dims(shape, ndim))); });
+}
+
+dpt_error dpt_flatten(dpt_tensor x, int64_t start, int64_t end, dpt_tensor *out) {
+  return guarded([&] { *out = wrap(ref(x).flatten(start, end)); });
+}
+
+dpt_error dpt_narrow(dpt_tensor x, int64_t dim, int64_t start, int64_t length, dpt_tensor *out) {
+  return guarded([&] { *out = wrap(ref(x).narrow(dim, start, length)); });
+}
+
+dpt_error dpt_reduce(int op, dpt_tensor x, const int64_t *ds, int ndims, int keepdim, dpt_tensor *out) {
+  return guarded([&] {
+    const auto &t = ref(x);
+    switch (op) {
+      case DPT_MEAN: *out = wrap(ndims == 0 ? t.mean() : t.mean(dims(ds, ndims), keepdim != 0)); return;
+      case DPT_SUM: *out = wrap(ndims == 0 ? t.sum() : t.sum(dims(ds, ndims), keepdim != 0)); return;
+    }
+    throw std::invalid_argument("unknown reduction " + std::to_string(op));
+  });
+}
+
+dpt_error dpt_cat(const dpt_tensor *ts, int n, int64_t dim, int stack, dpt_tensor *out) {
+  return guarded([&] {
+    std::vector<at::Tensor> list;
+    list.reserve(n);
+    for (int i = 0; i < n; i++) list.push_back(ref(ts[i]));
+    *out = wrap(stack ? at::stack(list, dim) : at::cat(list, dim));
+  });
+}
+
+dpt_error dpt_cross_entropy(dpt_tensor logits, dpt_tensor target, dpt_tensor weight, int64_t reduction, int64_t ignore_index,
+                            double label_smoothing, dpt_tensor *out) {
+  return guarded([&] {
+    *out = wrap(at::cross_entropy_loss(ref(logits), ref(target), optional(weight), reduction, ignore_index, label_smoothing));
+  });
+}
+
+dpt_error dpt_mse_loss(dpt_tensor x, dpt_tensor target, int64_t reduction, dpt_tensor *out) {
+  return guarded([&] { *out = wrap(at::mse_loss(ref(x), ref(target), reduction)); });
+}
+
+dpt_error dpt_softmax(dpt_tensor x, int64_t dim, int log, dpt_tensor *out) {
+  return guarded([&] { *out = wrap(log ? at::log_softmax(ref(x), dim) : at::softmax(ref(x), dim)); });
+}
+
+dpt_error dpt_argmax(dpt_tensor x, int64_t dim, int keepdim, dpt_tensor *out) {
+  return guarded([&] { *out = wrap(at::argmax(ref(x), dim, keepdim != 0)); });
+}
+
+// dpt_adam_step is torch.optim.Adam.step() of PyTorch 1.13 (_single_tensor_adam,
+// amsgrad off, maximize off): the same tensor operations in the same order,
+// so results are bit-identical. State is created on a parameter's first
+// gradient, as PyTorch does: exp_avg[i] and exp_avg_sq[i] may be NULL on
+// entry and then receive new handles; steps[i] is incremented.
+dpt_error dpt_adam_step(const dpt_tensor *params, dpt_tensor *exp_avg, dpt_tensor *exp_avg_sq, double *steps, int n, double lr,
+                        double beta1, double beta2, double eps, double weight_decay) {
+  return guarded([&] {
+    at::NoGradGuard no_grad;
+    for (int i = 0; i < n; i++) {
+      auto &param = params[i]->t;
+      const auto &g = param.grad();
+      if (!g.defined()) continue;
+      if (exp_avg[i] == nullptr) exp_avg[i] = wrap(at::zeros_like(param, at::MemoryFormat::Preserve));
+      if (exp_avg_sq[i] == nullptr) exp_avg_sq[i] = wrap(at::zeros_like(param, at::MemoryFormat::Preserve));
+      steps[i] += 1;
+      auto grad = weight_decay != 0 ? g.add(param, weight_decay) : g;
+      auto &m = exp_avg[i]->t;
+      auto &v = exp_avg_sq[i]->t;
+      m.mul_(beta1).add_(grad, 1 - beta1);
+      v.mul_(beta2).addcmul_(grad, grad, 1 - beta2);
+      double bias_correction1 = 1 - std::pow(beta1, steps[i]);
+      double bias_correction2 = 1 - std::pow(beta2, steps[i]);
+      double step_size = lr / bias_correction1;
+      auto denom = (v.sqrt() / std::sqrt(bias_correction2)).add_(eps);
+      param.addcdiv_(m, denom, -step_size);
+    }
+  });
+}
+
+// dpt_sgd_step is torch.optim.SGD.step() of PyTorch 1.13 (_single_tensor_sgd,
+// maximize off). A missing momentum buffer is created as PyTorch does, and
+// its handle returned in momentum_buffer[i].
+dpt_error dpt_sgd_step(const dpt_tensor *params, dpt_tensor *momentum_buffer, int n, double lr, double momentum, double dampening,
+                       double weight_decay, int nesterov) {
+  return guarded([&] {
+    at::NoGradGuard no_grad;
+    for (int i = 0; i < n; i++) {
+      auto &param = params[i]->t;
+      const auto &g = param.grad();
+      if (!g.defined()) continue;
+      auto d_p = weight_decay != 0 ? g.add(param, weight_decay) : g;
+      if (momentum != 0) {
+        if (momentum_buffer[i] == nullptr) {
+          momentum_buffer[i] = wrap(d_p.clone().detach());
+        } else {
+          momentum_buffer[i]->t.mul_(momentum).add_(d_p, 1 - dampening);
+        }
+        const auto &buf = momentum_buffer[i]->t;
+        d_p = nesterov ? d_p.add(buf, momentum) : buf;
+      }
+      param.add_(d_p, -lr);
+    }
+  });
+}
+
+void dpt_ivalue_free(dpt_ivalue v) { delete v; }
+dpt_ivalue dpt_ivalue_none(void) { return new dpt_ivalue_s{c10::IValue()}; }
+dpt_ivalue dpt_ivalue_bool(int b) { return new dpt_ivalue_s{c10::IValue(b != 0)}; }
+dpt_ivalue dpt_ivalue_int(int64_t i) { return new dpt_ivalue_s{c10::IValue(i)}; }
+dpt_ivalue dpt_ivalue_double(double d) { return new dpt_ivalue_s{c10::IValue(d)}; }
+dpt_ivalue dpt_ivalue_string(const char *s) { return new dpt_ivalue_s{c10::IValue(std::string(s))}; }
+dpt_ivalue dpt_ivalue_tensor(dpt_tensor t) { return new dpt_ivalue_s{c10::IValue(t->t)}; }
+dpt_ivalue dpt_ivalue_list(void) { return new dpt_ivalue_s{c10::IValue(c10::impl::GenericList(c10::AnyType::get()))}; }
+
+dpt_error dpt_ivalue_list_append(dpt_ivalue list, dpt_ivalue item) {
+  return guarded([&] { list->v.toList().push_back(item->v); });
+}
+
+dpt_ivalue dpt_ivalue_dict(void) {
+  return new dpt_ivalue_s{c10::IValue(c10::impl::GenericDict(c10::AnyType::get(), c10::AnyType::get()))};
+}
+
+dpt_error dpt_ivalue_dict_insert(dpt_ivalue dict, dpt_ivalue key, dpt_ivalue value) {
+  return guarded([&] { dict->v.toGenericDict().insert_or_assign(key->v, value->v); });
+}
+
+int dpt_ivalue_kind(dpt_ivalue v) {
+  const auto &x = v->v;
+  if (x.isNone()) return DPT_IV_NONE;
+  if (x.isBool()) return DPT_IV_BOOL;
+  if (x.isInt()) return DPT_IV_INT;
+  if (x.isDouble()) return DPT_IV_DOUBLE;
+  if (x.isString()) return DPT_IV_STRING;
+  if (x.isTensor()) return DPT_IV_TENSOR;
+  if (x.isList() || x.isTuple()) return DPT_IV_LIST;
+  if (x.isGenericDict()) return DPT_IV_DICT;
+  return DPT_IV_OTHER;
+}
+
+int64_t dpt_ivalue_to_int(dpt_ivalue v) { return v->v.isBool() ? v->v.toBool() : v->v.toInt(); }
+double dpt_ivalue_to_double(dpt_ivalue v) { return v->v.toDouble(); }
+char *dpt_ivalue_to_string(dpt_ivalue v) { return strdup(v->v.toStringRef().c_str()); }
+
+dpt_error dpt_ivalue_to_tensor(dpt_ivalue v, dpt_tensor *out) {
+  return guarded([&] { *out = wrap(v->v.toTensor()); });
+}
+
+int64_t dpt_ivalue_len(dpt_ivalue v) {
+  const auto &x = v->v;
+  if (x.isList()) return static_cast<int64_t>(x.toListRef().size());
+  if (x.isTuple()) return static_cast<int64_t>(x.toTupleRef().elements().size());
+  if (x.isGenericDict()) return static_cast<int64_t>(x.toGenericDict().size());
+  return 0;
+}
+
+dpt_error dpt_ivalue_item(dpt_ivalue v, int64_t i, dpt_ivalue *key, dpt_ivalue *value) {
+  return guarded([&] {
+    const auto &x = v->v;
+    if (x.isList()) {
+      *value = new dpt_ivalue_s{x.toListRef().at(i)};
+      return;
+    }
+    if (x.isTuple()) {
+      *value = new dpt_ivalue_s{x.toTupleRef().elements().at(i)};
+      return;
+    }
+    if (!x.isGenericDict()) throw std::invalid_argument("item of a value that is neither list nor dict");
+    auto d = x.toGenericDict();
+    if (i < 0 || i >= static_cast<int64_t>(d.size())) throw std::out_of_range("dict item index out of range");
+    auto it = d.begin();
+    std::advance(it, i);
+    *key = new dpt_ivalue_s{it->key()};
+    *value = new dpt_ivalue_s{it->value()};
+  });
+}
+
+dpt_error dpt_pickle_save(dpt_ivalue v, const char *path) {
+  return guarded([&] {
+    auto bytes = torch::pickle_save(v->v);
+    std::ofstream out(path, std::ios::binary);
+    if (!out) throw std::runtime_error(std::string("cannot create ") + path + ": " + std::strerror(errno));
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!out) throw std::runtime_error(std::string("cannot write ") + path);
+  });
+}
+
+dpt_error dpt_pickle_load(const char *path, dpt_ivalue *out) {
+  return guarded([&] { *out = new dpt_ivalue_s{torch::pickle_load(read_file(path))}; });
+}
+
+dpt_error dpt_module_new(const char *name, dpt_module *out) {
+  return guarded([&] { *out = new dpt_module_s{torch::jit::Module(name)}; });
+}
+
+dpt_error dpt_module_register(dpt_module m, const char *name, dpt_tensor t, int is_buffer) {
+  return guarded([&] {
+    if (is_buffer) {
+      m->m.register_buffer(name, ref(t).detach());
+    } else {
+      m->m.register_parameter(name, ref(t).detach(), false);
+    }
+  });
+}
+
+dpt_error dpt_module_define(dpt_module m, const char *source) {
+  return guarded([&] { m->m.define(source); });
+}
+
+dpt_error dpt_module_save(dpt_module m, const char *path) {
+  return guarded([&] { m->m.save(path); });
+}
+
+dpt_error dpt_module_load(const char *path, const char *device, dpt_module *out) {
+  return guarded([&] { *out = new dpt_module_s{torch::jit::load(path, c10::Device(std::string(device)))}; });
+}
+
+dpt_error dpt_module_eval(dpt_module m) {
+  return guarded([&] { m->m.eval(); });
+}
+
+dpt_error dpt_module_forward(dpt_module m, const dpt_tensor *inputs, int n, dpt_tensor *out) {
+  return guarded([&] {
+    std::vector<c10::IValue> args;
+    for (int i = 0; i < n; i++) args.emplace_back(ref(inputs[i]));
+    auto result = m->m.forward(args);
+    if (!result.isTensor()) throw std::runtime_error("forward returned " + result.tagKind() + ", not a tensor");
+    *out = wrap(result.toTensor());
+  });
+}
+
+void dpt_module_free(dpt_module m) { delete m; }
+
+}  // extern "C"
