@@ -192,7 +192,9 @@ func (t *Tensor) reduce(op C.int, dims []int64, keepdim bool) *Tensor {
 }
 
 // Mean is torch.mean: over every element when dims is empty.
-func (t *Tensor) Mean(keepdim bool, dims ...int64) *Tensor { return t.reduce(C.DPT_MEAN, dims, keepdim) }
+func (t *Tensor) Mean(keepdim bool, dims ...int64) *Tensor {
+	return t.reduce(C.DPT_MEAN, dims, keepdim)
+}
 
 // Sum is torch.sum: over every element when dims is empty.
 func (t *Tensor) Sum(keepdim bool, dims ...int64) *Tensor { return t.reduce(C.DPT_SUM, dims, keepdim) }
