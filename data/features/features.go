@@ -15,6 +15,8 @@ import (
 	"fmt"
 
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/deeppacket/deeppacket/data/capture"
 )
 
 // Layout chooses how a packet becomes a vector.
@@ -137,7 +139,7 @@ const udpPad = 12
 // Transform makes the feature vector of frame, a packet of link type lt.
 func (t *Transformer) Transform(frame []byte, lt layers.LinkType) (Result, error) {
 	if !Supported(lt) {
-		return Result{}, fmt.Errorf("%w %d (%s)", ErrLinkType, int(lt), lt)
+		return Result{}, fmt.Errorf("%w %d (%s)", ErrLinkType, int(lt), capture.LinkTypeName(lt))
 	}
 	d := &t.d
 	d.dissect(frame, lt)

@@ -15,35 +15,8 @@ import (
 
 	"github.com/deeppacket/deeppacket/data/capture"
 	"github.com/deeppacket/deeppacket/data/features"
+	"github.com/deeppacket/deeppacket/internal/testenv"
 )
-
-// sharedDir finds ../shared beside the repository root (the folder holding
-// go.mod). Under CI=true its absence fails the test; elsewhere it skips.
-func sharedDir(t testing.TB, sub string) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test's folder")
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", sub)
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("shared data missing: %v", err)
-		}
-		t.Skipf("shared data missing (%v): skipping", err)
-	}
-	return p
-}
 
 // goldenPacket is one record of a .golden file.
 type goldenPacket struct {
@@ -139,8 +112,8 @@ func (d difference) cause() string {
 }
 
 func TestGoldenReference(t *testing.T) {
-	golden := sharedDir(t, "golden")
-	pcaps := sharedDir(t, "pcaps")
+	golden := testenv.Shared(t, "golden")
+	pcaps := testenv.Shared(t, "pcaps")
 	files, err := filepath.Glob(filepath.Join(golden, "*", "*.golden"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no golden files in %s: %v", golden, err)

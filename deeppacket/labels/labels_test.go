@@ -1,10 +1,11 @@
 package labels
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/deeppacket/deeppacket/internal/testenv"
 )
 
 func ptr(v int64) *int64 { return &v }
@@ -104,13 +105,7 @@ func TestParse(t *testing.T) {
 // TestLoadISCX reads the shared ISCX label file: every capture there gets
 // the labels its row gives.
 func TestLoadISCX(t *testing.T) {
-	path := filepath.Join(repoRoot(t), "..", "shared", "pcaps", "iscx", "labels.tsv")
-	if _, err := os.Stat(path); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skipf("shared data missing (%v)", err)
-	}
+	path := testenv.Shared(t, "pcaps/iscx/labels.tsv")
 	m, err := Load(path)
 	if err != nil {
 		t.Fatal(err)
@@ -134,18 +129,5 @@ func TestLoadISCX(t *testing.T) {
 	}
 	if _, err := Load(filepath.Join(t.TempDir(), "missing.tsv")); err == nil || !strings.Contains(err.Error(), "missing.tsv") {
 		t.Errorf("missing file: error %v should name it", err)
-	}
-}
-
-func repoRoot(t *testing.T) string {
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		if filepath.Dir(dir) == dir {
-			t.Fatal("no go.mod above the test")
-		}
-		dir = filepath.Dir(dir)
 	}
 }
