@@ -76,7 +76,7 @@ func TestRobustnessCorpus(t *testing.T) {
 		"tcpdump/LINKTYPE_IPV4.pcap":              {1, 228},
 		"tcpdump/802.1ad_QinQ.pcap":               {2, layers.LinkTypeEthernet},
 		"tcpdump/nflog.pcap":                      {1, 239},
-		"tcpdump/tcp-handshake-nano.pcap":         {3, layers.LinkTypeEthernet},
+		"tcpdump/tcp-handshake-nano.pcap":         {3, layers.LinkTypeLinuxSLL},
 		"filesamples/simple_http_tzsp.pcapng":     {5, layers.LinkTypeEthernet},
 		"filesamples/200722_tcp_anon.pcapng":      {35, layers.LinkTypeEthernet},
 		"tcpdump/hdlc_slarp.pcapng":               {1, 104},
