@@ -21,6 +21,11 @@ type env struct {
 type app struct {
 	spacing  time.Duration // mean time between two flows' starts
 	flowSize int           // kept packets one flow aims at
+	// wire is about how many packets the application sends per packet the
+	// reference keeps (TCP adds payload-free ACKs). Inside a VPN tunnel every
+	// packet becomes one the reference keeps, so a VPN capture aims at
+	// 1/wire as many to keep the classes balanced.
+	wire float64
 	newFlow  func(e *env, rng *source, at time.Time, budget int) (flow, error)
 }
 
@@ -68,8 +73,8 @@ func (e *env) identity(name string, at time.Time) (*tlsIdentity, error) {
 
 // tcpApp is an application on TCP: the codec each connection speaks and
 // the script of its messages.
-func tcpApp(ep endpoint, spacing time.Duration, flowSize int, proto string, closeByClient bool, newScript func(*source, int) script) app {
-	return app{spacing: spacing, flowSize: flowSize, newFlow: func(e *env, rng *source, at time.Time, budget int) (flow, error) {
+func tcpApp(ep endpoint, spacing time.Duration, flowSize int, wire float64, proto string, closeByClient bool, newScript func(*source, int) script) app {
+	return app{spacing: spacing, flowSize: flowSize, wire: wire, newFlow: func(e *env, rng *source, at time.Time, budget int) (flow, error) {
 		var c codec
 		switch proto {
 		case "tls":
@@ -97,16 +102,19 @@ func tcpApp(ep endpoint, spacing time.Duration, flowSize int, proto string, clos
 
 // quicApp is an application on QUIC-like UDP.
 func quicApp(ep endpoint, spacing time.Duration, flowSize int, newScript func(*source, int) script) app {
-	return app{spacing: spacing, flowSize: flowSize, newFlow: func(e *env, rng *source, at time.Time, budget int) (flow, error) {
+	return app{spacing: spacing, flowSize: flowSize, wire: 1, newFlow: func(e *env, rng *source, at time.Time, budget int) (flow, error) {
 		ends := udpEnds{cli: e.clientHost(rng), srv: e.serverHost(rng, ep), cliPort: ephemeralPort(rng), srvPort: ep.port}
 		return newQUICFlow(rng, ends, at, randomRTT(rng), float64(rng.between(300_000, 2_000_000)),
-			float64(rng.between(1_000_000, 12_000_000)), newScript(rng, budget))
+			// Every datagram is kept, the receiver's ACK packets too, and a
+			// datagram carries a little less than a TCP segment: about 1.6
+			// kept packets per segment the script counts.
+			float64(rng.between(1_000_000, 12_000_000)), newScript(rng, max(1, budget*10/16)))
 	}}
 }
 
 // voipApp is a VoIP application: each flow is one call.
 func voipApp(ep endpoint, spacing time.Duration, flowSize int, vc voiceCodec) app {
-	return app{spacing: spacing, flowSize: flowSize, newFlow: func(e *env, rng *source, at time.Time, budget int) (flow, error) {
+	return app{spacing: spacing, flowSize: flowSize, wire: 1, newFlow: func(e *env, rng *source, at time.Time, budget int) (flow, error) {
 		port := ep.port
 		if port == 0 {
 			port = uint16(rng.between(10000, 20000))

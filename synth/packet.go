@@ -50,7 +50,8 @@ func serialize(ip *layers.IPv4, l4 gopacket.SerializableLayer, payload []byte) [
 	case *layers.UDP:
 		t.SetNetworkLayerForChecksum(ip)
 	}
-	buf := gopacket.NewSerializeBuffer()
+	// Room for the Ethernet header too, which the writer prepends.
+	buf := gopacket.NewSerializeBufferExpectedSize(14+20+32, len(payload))
 	if err := gopacket.SerializeLayers(buf, serializeOpts, ip, l4, gopacket.Payload(payload)); err != nil {
 		// Only impossible inputs (a payload over 64 kB) fail; the generators never make them.
 		panic(err)

@@ -29,6 +29,7 @@ type rtpFlow struct {
 	now    time.Time
 	rtt    time.Duration
 	ticks  int // packets left each way
+	phase  time.Duration // when in each tick the peer's packet arrives
 	stun   bool
 	dir    [2]srtpSender
 	stunPw []byte
@@ -46,6 +47,7 @@ type srtpSender struct {
 
 func newRTPFlow(rng *source, ends udpEnds, codec voiceCodec, at time.Time, rtt time.Duration, ticks int) (*rtpFlow, error) {
 	f := &rtpFlow{rng: rng, ends: ends, codec: codec, now: at, rtt: rtt, ticks: ticks, stun: true, stunPw: rng.bytes(22)}
+	f.phase = time.Duration(rng.Int64N(int64(codec.ptime - 2*time.Millisecond)))
 	for i := range f.dir {
 		blk, err := aes.NewCipher(rng.bytes(16))
 		if err != nil {
@@ -59,7 +61,9 @@ func newRTPFlow(rng *source, ends udpEnds, codec voiceCodec, at time.Time, rtt t
 func (f *rtpFlow) next() ([]ipPacket, error) {
 	if f.stun {
 		f.stun = false
-		return f.connectivityCheck(), nil
+		out := f.connectivityCheck()
+		f.now = f.now.Add(f.rtt + time.Duration(f.rng.between(1, 50))*time.Millisecond)
+		return out, nil
 	}
 	if f.ticks == 0 {
 		return nil, io.EOF
@@ -67,9 +71,9 @@ func (f *rtpFlow) next() ([]ipPacket, error) {
 	f.ticks--
 	var out []ipPacket
 	// The capturing host sends on its own clock; the peer's packets arrive
-	// with network jitter of a millisecond or so.
+	// at their own phase of the tick, with a millisecond or so of jitter.
 	out = append(out, f.ends.packet(f.now.Add(time.Duration(f.rng.IntN(200))*time.Microsecond), true, f.srtp(0)))
-	in := f.now.Add(f.rtt/2 + time.Duration(f.rng.IntN(1500))*time.Microsecond)
+	in := f.now.Add(f.phase + time.Duration(f.rng.IntN(1500))*time.Microsecond)
 	out = append(out, f.ends.packet(in, false, f.srtp(1)))
 	f.now = f.now.Add(f.codec.ptime)
 	if out[1].ts.Before(out[0].ts) {

@@ -92,32 +92,32 @@ var (
 func catalogue() []Capture {
 	sec := time.Second
 	chat := func(name string, port uint16, nets []string, meanSize int) app {
-		return tcpApp(endpoint{name, port, nets}, 90*sec, 60, "tls", true, chatScript(4*sec, meanSize, 1200))
+		return tcpApp(endpoint{name, port, nets}, 90*sec, 60, 2.1, "tls", true, chatScript(4*sec, meanSize, 1200))
 	}
-	imap := tcpApp(endpoint{"imap.gmail.com", 993, google}, 40*sec, 80, "tls", true, emailScript(false))
-	smtp := tcpApp(endpoint{"smtp.gmail.com", 465, google}, 40*sec, 80, "tls", true, emailScript(true))
-	email := app{spacing: 40 * sec, flowSize: 80, newFlow: func(e *env, rng *source, at time.Time, budget int) (flow, error) {
+	imap := tcpApp(endpoint{"imap.gmail.com", 993, google}, 40*sec, 80, 1.8, "tls", true, emailScript(false))
+	smtp := tcpApp(endpoint{"smtp.gmail.com", 465, google}, 40*sec, 80, 1.8, "tls", true, emailScript(true))
+	email := app{spacing: 40 * sec, flowSize: 80, wire: 1.8, newFlow: func(e *env, rng *source, at time.Time, budget int) (flow, error) {
 		if rng.IntN(3) == 0 {
 			return smtp.newFlow(e, rng, at, budget)
 		}
 		return imap.newFlow(e, rng, at, budget)
 	}}
-	sftpUp := tcpApp(endpoint{"sftp", 22, campus}, 20*sec, 150, "sftp", true, bulkScript(true, 32768+13))
-	scpDown := tcpApp(endpoint{"scp", 22, campus}, 20*sec, 150, "scp", true, bulkScript(false, 65536))
-	ftpsData := tcpApp(endpoint{"ftp.unb.ca", 0, campus}, 20*sec, 150, "tls", false, bulkScript(false, 65536))
-	ftpsControl := tcpApp(endpoint{"ftp.unb.ca", 990, campus}, 20*sec, 10, "tls", true, chatScript(200*time.Millisecond, 40, 200))
-	ftps := app{spacing: 15 * sec, flowSize: 100, newFlow: func(e *env, rng *source, at time.Time, budget int) (flow, error) {
+	sftpUp := tcpApp(endpoint{"sftp", 22, campus}, 20*sec, 150, 1.65, "sftp", true, bulkScript(true, 32768+13))
+	scpDown := tcpApp(endpoint{"scp", 22, campus}, 20*sec, 150, 1.65, "scp", true, bulkScript(false, 65536))
+	ftpsData := tcpApp(endpoint{"ftp.unb.ca", 0, campus}, 20*sec, 150, 1.65, "tls", false, bulkScript(false, 65536))
+	ftpsControl := tcpApp(endpoint{"ftp.unb.ca", 990, campus}, 20*sec, 10, 2.1, "tls", true, chatScript(200*time.Millisecond, 40, 200))
+	ftps := app{spacing: 15 * sec, flowSize: 100, wire: 1.65, newFlow: func(e *env, rng *source, at time.Time, budget int) (flow, error) {
 		if rng.IntN(3) == 0 {
 			return ftpsControl.newFlow(e, rng, at, min(budget, 12))
 		}
 		return ftpsData.newFlow(e, rng, at, budget)
 	}}
-	skypeFile := tcpApp(endpoint{"api.asm.skype.com", 443, microsoft}, 20*sec, 150, "tls", true, bulkScript(true, 16384))
-	netflixApp := tcpApp(endpoint{"ipv4-c001-yyz001-ix.1.oca.nflxvideo.net", 443, netflix}, 30*sec, 200, "tls", true, streamScript(60_000, 600_000, 2*sec))
-	vimeoApp := tcpApp(endpoint{"vod-progressive.akamaized.net", 443, fastly}, 30*sec, 200, "tls", true, streamScript(40_000, 400_000, 2*sec))
-	spotifyApp := tcpApp(endpoint{"audio-fa.scdn.co", 443, spotify}, 30*sec, 120, "tls", true, streamScript(20_000, 160_000, 3*sec))
+	skypeFile := tcpApp(endpoint{"api.asm.skype.com", 443, microsoft}, 20*sec, 150, 1.65, "tls", true, bulkScript(true, 16384))
+	netflixApp := tcpApp(endpoint{"ipv4-c001-yyz001-ix.1.oca.nflxvideo.net", 443, netflix}, 30*sec, 200, 1.6, "tls", true, streamScript(60_000, 600_000, 2*sec))
+	vimeoApp := tcpApp(endpoint{"vod-progressive.akamaized.net", 443, fastly}, 30*sec, 200, 1.6, "tls", true, streamScript(40_000, 400_000, 2*sec))
+	spotifyApp := tcpApp(endpoint{"audio-fa.scdn.co", 443, spotify}, 30*sec, 120, 1.6, "tls", true, streamScript(20_000, 160_000, 3*sec))
 	youtubeApp := quicApp(endpoint{"r4---sn-ni5f-t8gl.googlevideo.com", 443, google}, 30*sec, 200, streamScript(50_000, 500_000, 2*sec))
-	torrent := tcpApp(endpoint{"peer", 0, peers}, 300*time.Millisecond, 60, "plain", true, torrentScript(newSource(0, "infohash").bytes(20)))
+	torrent := tcpApp(endpoint{"peer", 0, peers}, 300*time.Millisecond, 60, 1.9, "plain", true, torrentScript(newSource(0, "infohash").bytes(20)))
 	skypeAudio := voipApp(endpoint{"skype relay", 0, microsoft}, 60*sec, 800, voiceCodec{payloadType: 96, ptime: 20 * time.Millisecond, minSize: 50, maxSize: 130, clockRate: 16000})
 	fbAudio := voipApp(endpoint{"facebook", 3478, facebook}, 60*sec, 800, voiceCodec{payloadType: 111, ptime: 20 * time.Millisecond, minSize: 40, maxSize: 140, clockRate: 48000})
 	hangoutsAudio := voipApp(endpoint{"hangouts", 19305, google}, 60*sec, 800, voiceCodec{payloadType: 111, ptime: 20 * time.Millisecond, minSize: 60, maxSize: 160, clockRate: 48000})
@@ -174,7 +174,11 @@ func (c Capture) target(opt Options) int {
 			n++
 		}
 	}
-	return max(10, int(math.Ceil(PacketsPerClass*opt.Scale/float64(n))))
+	t := PacketsPerClass * opt.Scale / float64(n)
+	if c.VPN {
+		t /= c.app.wire
+	}
+	return max(10, int(math.Ceil(t)))
 }
 
 // starter starts flows of a at jittered intervals from start, giving each a
