@@ -25,8 +25,8 @@ type app struct {
 	// reference keeps (TCP adds payload-free ACKs). Inside a VPN tunnel every
 	// packet becomes one the reference keeps, so a VPN capture aims at
 	// 1/wire as many to keep the classes balanced.
-	wire float64
-	newFlow  func(e *env, rng *source, at time.Time, budget int) (flow, error)
+	wire    float64
+	newFlow func(e *env, rng *source, at time.Time, budget int) (flow, error)
 }
 
 // endpoint is a service: a server name, its port, and the /16 networks its

@@ -28,7 +28,7 @@ type rtpFlow struct {
 	codec  voiceCodec
 	now    time.Time
 	rtt    time.Duration
-	ticks  int // packets left each way
+	ticks  int           // packets left each way
 	phase  time.Duration // when in each tick the peer's packet arrives
 	stun   bool
 	dir    [2]srtpSender
