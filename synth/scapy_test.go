@@ -113,7 +113,8 @@ func TestScapyReadsCaptures(t *testing.T) {
 				t.Errorf("%s: %d of %d flows open with SSH version lines", c.Name, r.SSHBanner, r.TCPFlows)
 			}
 		case c.Class == "Voip":
-			if r.RTPv2 < r.Packets*9/10 {
+			// Two STUN packets open each call; the rest is media.
+			if r.RTPv2 < r.Packets*3/4 {
 				t.Errorf("%s: %d of %d packets are RTP", c.Name, r.RTPv2, r.Packets)
 			}
 		case strings.HasPrefix(c.Name, "youtube"):
