@@ -258,4 +258,3 @@ func FuzzTransform(f *testing.F) {
 		}
 	})
 }
-
