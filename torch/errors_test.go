@@ -1,0 +1,152 @@
+package torch
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Every failure inside libtorch must come back as an error naming what is
+// wrong, and the process must go on.
+func TestErrorsComeBackAsGoErrors(t *testing.T) {
+	dir := t.TempDir()
+	corrupt := filepath.Join(dir, "corrupt.pt")
+	if err := os.WriteFile(corrupt, []byte("PK\x03\x04 this is not a zip archive"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := NewScope()
+	defer s.Close()
+	x := Zeros(s, []int64{2, 3, 10}, Float32, CPU)
+	tests := []struct {
+		name string
+		run  func() error
+		want string
+	}{
+		{"conv1d channel mismatch", func() error {
+			return x.Conv1d(Zeros(s, []int64{4, 5, 3}, Float32, CPU), nil, Conv1dOptions{}).Err()
+		}, "expected input[2, 3, 10] to have 5 channels"},
+		{"error passes through later ops", func() error {
+			return x.Conv1d(Zeros(s, []int64{4, 5, 3}, Float32, CPU), nil, Conv1dOptions{}).ReLU().Mean(false).Err()
+		}, "to have 5 channels"},
+		{"linear shape mismatch", func() error {
+			return x.Linear(Zeros(s, []int64{4, 7}, Float32, CPU), nil).Err()
+		}, "cannot be multiplied"},
+		{"wrong dtype for cross entropy target", func() error {
+			return Zeros(s, []int64{2, 3}, Float32, CPU).CrossEntropy(Zeros(s, []int64{2}, Float32, CPU)).Err()
+		}, "expected scalar type Long"},
+		{"view of a non-contiguous tensor", func() error {
+			return x.Transpose(1, 2).View(-1).Err()
+		}, "view size is not compatible"},
+		{"missing file", func() error {
+			_, err := LoadTensors(filepath.Join(dir, "missing.pt"))
+			return err
+		}, "missing.pt"},
+		{"corrupt file", func() error {
+			_, err := LoadTensors(corrupt)
+			return err
+		}, "corrupt.pt"},
+		{"corrupt TorchScript", func() error {
+			_, err := LoadScriptModule(corrupt, CPU)
+			return err
+		}, "corrupt.pt"},
+		{"bad TorchScript source", func() error {
+			m, err := NewScriptModule("Bad")
+			if err != nil {
+				return err
+			}
+			defer m.Close()
+			return m.Define("def forward(self, x):\n    return x +\n")
+		}, "define TorchScript"},
+		{"wrong element count", func() error {
+			return FromSlice(s, []float32{1, 2, 3}, []int64{2, 2}, CPU).Err()
+		}, "3 values for shape [2 2]"},
+		{"item of many elements", func() error {
+			_, err := x.Item()
+			return err
+		}, "a Tensor with 60 elements cannot be converted to Scalar"},
+		{"unknown device", func() error {
+			_, err := ParseDevice("tpu")
+			return err
+		}, `device "tpu"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.run()
+			if err == nil {
+				t.Fatalf("no error, want one containing %q", tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+	// libtorch's own failures are marked as such.
+	if err := x.Linear(Zeros(s, []int64{4, 7}, Float32, CPU), nil).Err(); !errors.Is(err, ErrTorch) {
+		t.Errorf("errors.Is(%v, ErrTorch) is false", err)
+	}
+}
+
+func TestScopeFreesAndKeeps(t *testing.T) {
+	s := NewScope()
+	a := FromSlice(s, []float32{1, 2, 3}, []int64{3}, CPU)
+	unscoped := FromSlice(nil, []float32{10, 20, 30}, []int64{3}, CPU)
+	defer unscoped.Free()
+	sum := unscoped.Add(a) // joins a's scope: unscoped has none
+	kept := s.Keep(sum.MulScalar(2))
+	defer kept.Free()
+	if got := s.Len(); got != 2 {
+		t.Fatalf("scope owns %d tensors, want 2 (a and sum)", got)
+	}
+	s.Close()
+	if a.Err() == nil || sum.Err() == nil {
+		t.Error("tensors of a closed scope are still usable")
+	}
+	got, err := kept.Float32s()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []float32{22, 44, 66}; got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
+		t.Errorf("kept tensor %v, want %v", got, want)
+	}
+}
+
+func TestRoundTripThroughPickle(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tree.pt")
+	w := FromSlice(nil, []float32{1.5, -2}, []int64{2}, CPU)
+	defer w.Free()
+	tree := &Dict{}
+	tree.Set("epoch", int64(3))
+	tree.Set("name", "cnn")
+	tree.Set("lr", 0.001)
+	tree.Set("flags", []any{true, nil})
+	tree.Set("w", w)
+	if err := SavePickle(path, tree); err != nil {
+		t.Fatal(err)
+	}
+	v, err := LoadPickle(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := v.(*Dict)
+	for _, key := range []string{"epoch", "name", "lr", "flags"} {
+		got, _ := d.Get(key)
+		want, _ := tree.Get(key)
+		if gotList, ok := got.([]any); ok {
+			if len(gotList) != 2 || gotList[0] != true || gotList[1] != nil {
+				t.Errorf("%s = %v", key, got)
+			}
+			continue
+		}
+		if got != want {
+			t.Errorf("%s = %v (%T), want %v", key, got, got, want)
+		}
+	}
+	got, _ := d.Get("w")
+	loaded := got.(*Tensor)
+	defer loaded.Free()
+	if eq, err := loaded.Equal(w); err != nil || !eq {
+		t.Errorf("tensor came back as %v (%v)", loaded, err)
+	}
+}
