@@ -72,6 +72,18 @@ func (f *tcpFlow) next() ([]ipPacket, error) {
 // reports that there are no more.
 type flowStarter func() (at time.Time, f flow, ok bool, err error)
 
+// fixedFlows starts the given flows at the given times, in order.
+func fixedFlows(at []time.Time, fs []flow) flowStarter {
+	i := 0
+	return func() (time.Time, flow, bool, error) {
+		if i == len(fs) {
+			return time.Time{}, nil, false, nil
+		}
+		i++
+		return at[i-1], fs[i-1], true, nil
+	}
+}
+
 // mux merges flows into one time-ordered flow. It starts each flow only
 // when the merged output reaches that flow's start time, so memory holds the
 // flows that overlap in time, never the whole capture.

@@ -106,11 +106,19 @@ func catalogue() []Capture {
 	scpDown := tcpApp(endpoint{"scp", 22, campus}, 20*sec, 150, 1.65, "scp", true, bulkScript(false, 65536))
 	ftpsData := tcpApp(endpoint{"ftp.unb.ca", 0, campus}, 20*sec, 150, 1.65, "tls", false, bulkScript(false, 65536))
 	ftpsControl := tcpApp(endpoint{"ftp.unb.ca", 990, campus}, 20*sec, 10, 2.1, "tls", true, chatScript(200*time.Millisecond, 40, 200))
+	// An FTPS session is a control connection and, a moment later, the
+	// data connection it opened.
 	ftps := app{spacing: 15 * sec, flowSize: 100, wire: 1.65, newFlow: func(e *env, rng *source, at time.Time, budget int) (flow, error) {
-		if rng.IntN(3) == 0 {
-			return ftpsControl.newFlow(e, rng, at, min(budget, 12))
+		control, err := ftpsControl.newFlow(e, rng, at, max(1, budget/8))
+		if err != nil {
+			return nil, err
 		}
-		return ftpsData.newFlow(e, rng, at, budget)
+		dataAt := at.Add(time.Duration(rng.between(300, 1500)) * time.Millisecond)
+		data, err := ftpsData.newFlow(e, newSource(e.seed, e.name, "ftps data", rng.IntN(1<<30)), dataAt, max(1, budget-budget/8))
+		if err != nil {
+			return nil, err
+		}
+		return newMux(fixedFlows([]time.Time{at, dataAt}, []flow{control, data}))
 	}}
 	skypeFile := tcpApp(endpoint{"api.asm.skype.com", 443, microsoft}, 20*sec, 150, 1.65, "tls", true, bulkScript(true, 16384))
 	netflixApp := tcpApp(endpoint{"ipv4-c001-yyz001-ix.1.oca.nflxvideo.net", 443, netflix}, 30*sec, 200, 1.6, "tls", true, streamScript(60_000, 600_000, 2*sec))

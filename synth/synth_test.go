@@ -18,11 +18,18 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/deeppacket/deeppacket/deeppacket/labels"
 )
 
-// classes are the reference's traffic classes (ID_TO_TRAFFIC).
-var classes = []string{"Chat", "Email", "File Transfer", "Streaming", "Voip",
-	"VPN: Chat", "VPN: File Transfer", "VPN: Email", "VPN: Streaming", "VPN: Torrent", "VPN: Voip"}
+// classes are the reference's traffic classes.
+var classes = func() []string {
+	var names []string
+	for id := range labels.NumTraffic {
+		names = append(names, labels.TrafficName(id))
+	}
+	return names
+}()
 
 var (
 	setOnce  sync.Once
@@ -71,6 +78,15 @@ func TestCatalogueCoversEveryClass(t *testing.T) {
 		}
 		if c.VPN != strings.HasPrefix(c.Name, "vpn_") || c.VPN != strings.HasPrefix(c.Class, "VPN: ") {
 			t.Errorf("%s: VPN %v does not match its name and class %q", c.Name, c.VPN, c.Class)
+		}
+		// The built-in label maps must give the capture the class and
+		// application it was made as.
+		l := labels.Builtin().Lookup(c.Name)
+		if l.Traffic == nil || labels.TrafficName(int(*l.Traffic)) != c.Class {
+			t.Errorf("%s: label maps give traffic %v, want %q", c.Name, l.Traffic, c.Class)
+		}
+		if !c.VPN && (l.App == nil || labels.AppName(int(*l.App)) != c.App) {
+			t.Errorf("%s: label maps give application %v, want %q", c.Name, l.App, c.App)
 		}
 		byClass[c.Class] = append(byClass[c.Class], c.Name)
 		apps[c.App] = true
