@@ -1,0 +1,425 @@
+package deeppacket
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/deeppacket/deeppacket/data/features"
+	"github.com/deeppacket/deeppacket/torch"
+)
+
+// Checkpoints are PyTorch Lightning's layout, which the reference publishes
+// (.ckpt, and its .model files, which are the same): a torch.save'd dict
+// with state_dict, hyper_parameters, hparams_name, epoch, global_step,
+// pytorch-lightning_version, and training state (optimizer_states, loops,
+// callbacks, lr_schedulers). Ours add one entry, "deeppacket", recording
+// what the reference's files leave implicit: the model kind, the task and
+// the preprocessing the model was trained on.
+
+// LightningVersion is the pytorch-lightning_version our checkpoints carry:
+// the reference's (its published checkpoints were written by 1.7.7).
+const LightningVersion = "1.7.7"
+
+// metaKey is our entry in a checkpoint.
+const metaKey = "deeppacket"
+
+// Checkpoint is what a checkpoint file holds. Its tensors are unscoped and
+// on the CPU; Close frees them.
+type Checkpoint struct {
+	Path             string
+	Epoch            int64
+	GlobalStep       int64
+	LightningVersion string
+	// Spec is the model the state_dict belongs to: from our "deeppacket"
+	// entry, else told from the state_dict's keys, with the task from
+	// output_dim and the reference layout.
+	Spec Spec
+	// Names lists the state_dict's keys in file order.
+	Names     []string
+	StateDict map[string]*torch.Tensor
+	// Extra holds every other top-level entry as read (optimizer_states,
+	// loops, callbacks, …), for resuming; see AdamStateDict.
+	Extra *torch.Dict
+}
+
+// ReadCheckpoint reads a Lightning checkpoint safely: only tensors and
+// plain data are built (ErrUnsafe for any other Python global).
+func ReadCheckpoint(path string) (*Checkpoint, error) {
+	a, err := openArchive(path)
+	if err != nil {
+		return nil, err
+	}
+	defer a.Close()
+	tree, err := a.unpickle()
+	if err != nil {
+		return nil, err
+	}
+	c, err := checkpointFrom(path, tree)
+	if err != nil {
+		freeTree(tree)
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return c, nil
+}
+
+func checkpointFrom(path string, tree any) (*Checkpoint, error) {
+	top, ok := tree.(*torch.Dict)
+	if !ok {
+		return nil, fmt.Errorf("the pickle holds a %T, not a checkpoint dict", tree)
+	}
+	c := &Checkpoint{Path: path, StateDict: map[string]*torch.Tensor{}, Extra: &torch.Dict{}}
+	var hp HParams
+	var meta *torch.Dict
+	for i, k := range top.Keys {
+		v := top.Values[i]
+		switch k {
+		case "state_dict":
+			sd, ok := v.(*torch.Dict)
+			if !ok {
+				return nil, fmt.Errorf("state_dict is a %T, not a dict", v)
+			}
+			for j, name := range sd.Keys {
+				s, ok1 := name.(string)
+				t, ok2 := sd.Values[j].(*torch.Tensor)
+				if !ok1 || !ok2 {
+					return nil, fmt.Errorf("state_dict entry %v is a %T, not a tensor", name, sd.Values[j])
+				}
+				c.Names = append(c.Names, s)
+				c.StateDict[s] = t
+			}
+		case "hyper_parameters":
+			d, ok := v.(*torch.Dict)
+			if !ok {
+				return nil, fmt.Errorf("hyper_parameters is a %T, not a dict", v)
+			}
+			hp = HParams{}
+			for j, name := range d.Keys {
+				if s, ok := name.(string); ok {
+					hp[s] = d.Values[j]
+				}
+			}
+		case "epoch":
+			c.Epoch, _ = v.(int64)
+		case "global_step":
+			c.GlobalStep, _ = v.(int64)
+		case "pytorch-lightning_version":
+			c.LightningVersion, _ = v.(string)
+		case metaKey:
+			meta, _ = v.(*torch.Dict)
+		default:
+			c.Extra.Set(k, v)
+		}
+	}
+	if len(c.Names) == 0 {
+		return nil, errors.New("no state_dict: not a model checkpoint")
+	}
+	if hp == nil {
+		return nil, errors.New("no hyper_parameters: cannot tell the model's sizes")
+	}
+	kind, err := KindOf(c.Names)
+	if err != nil {
+		return nil, err
+	}
+	c.Spec = Spec{Kind: kind, HParams: hp, Preprocessing: features.Options{Layout: features.LayoutReference}}
+	if meta != nil {
+		if err := c.Spec.readMeta(meta); err != nil {
+			return nil, fmt.Errorf("entry %s: %w", metaKey, err)
+		}
+	}
+	if c.Spec.Task.Name == "" {
+		out, err := hp.Int("output_dim")
+		if err != nil {
+			return nil, err
+		}
+		c.Spec.Task = TaskForOutputDim(int(out))
+	}
+	return c, nil
+}
+
+// readMeta reads our entry: kind, task, layout, mask_ports.
+func (s *Spec) readMeta(d *torch.Dict) error {
+	str := func(key string) string {
+		v, _ := d.Get(key)
+		out, _ := v.(string)
+		return out
+	}
+	if k := str("kind"); k != "" {
+		kind, err := ParseKind(k)
+		if err != nil {
+			return err
+		}
+		s.Kind = kind
+	}
+	if t := str("task"); t != "" {
+		task, err := ParseTask(t)
+		if err != nil {
+			return err
+		}
+		s.Task = task
+	}
+	layout, err := features.ParseLayout(str("layout"))
+	if err != nil {
+		return err
+	}
+	s.Preprocessing.Layout = layout
+	if v, ok := d.Get("mask_ports"); ok {
+		s.Preprocessing.MaskPorts, _ = v.(bool)
+	}
+	return nil
+}
+
+func (s Spec) meta() *torch.Dict {
+	d := &torch.Dict{}
+	d.Set("kind", string(s.Kind))
+	d.Set("task", s.Task.Name)
+	d.Set("layout", s.Preprocessing.Layout.String())
+	d.Set("mask_ports", s.Preprocessing.MaskPorts)
+	d.Set("format_version", int64(1))
+	return d
+}
+
+// Close frees the checkpoint's tensors.
+func (c *Checkpoint) Close() {
+	for _, t := range c.StateDict {
+		t.Free()
+	}
+	freeTree(c.Extra)
+}
+
+// Model builds the checkpoint's model and loads its state_dict strictly:
+// every key, every shape (a mismatch names the tensor and both shapes). The
+// model is in eval mode on the CPU.
+func (c *Checkpoint) Model() (Model, error) {
+	m, err := New(c.Spec)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", c.Path, err)
+	}
+	if err := m.Store().LoadStateDict(c.StateDict); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("%s: %w", c.Path, err)
+	}
+	m.Store().Eval()
+	return m, nil
+}
+
+// Load reads the model of a checkpoint: ReadCheckpoint, then Model, in eval
+// mode on the CPU (Store().To moves it).
+func Load(path string) (Model, error) {
+	c, err := ReadCheckpoint(path)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.Model()
+}
+
+// Meta is what a checkpoint records besides the model.
+type Meta struct {
+	Epoch, GlobalStep int64
+	// Extra entries, written as they are (torch.SavePickle's Go types):
+	// "optimizer_states": []any{AdamStateDict(opt)} lets a run resume; a
+	// Checkpoint's Extra passes a read checkpoint's training state on.
+	Extra *torch.Dict
+}
+
+// SaveCheckpoint writes m in Lightning's layout, atomically: state_dict
+// (in the model's order), hyper_parameters, hparams_name, epoch,
+// global_step, pytorch-lightning_version, our "deeppacket" entry and
+// meta.Extra. Python's torch.load reads it and the reference's
+// LightningModule.load_from_checkpoint loads it.
+func SaveCheckpoint(path string, m Model, meta Meta) error {
+	state := &torch.Dict{}
+	var made []*torch.Tensor
+	defer func() {
+		for _, t := range made {
+			t.Free()
+		}
+	}()
+	for _, v := range m.Store().Vars() {
+		// Detached CPU copies: torch.load then gives plain tensors on the
+		// CPU, as Lightning's own checkpoints hold.
+		t := cpuCopy(v.Tensor)
+		made = append(made, t)
+		if err := t.Err(); err != nil {
+			return fmt.Errorf("save %s: %s: %w", path, v.Name, err)
+		}
+		state.Set(v.Name, t)
+	}
+	hp := &torch.Dict{}
+	h := m.HParams()
+	if m.Kind() != KindSAE {
+		// The reference's constructors take data_path; load_from_checkpoint
+		// passes hyper_parameters as keyword arguments.
+		if _, ok := h["data_path"]; !ok {
+			h["data_path"] = ""
+		}
+	}
+	names := slices.Sorted(maps.Keys(h))
+	order := append(slices.Clone(CNNHParams), ResNetHParams...)
+	order = append(order, "data_path")
+	slices.SortStableFunc(names, func(a, b string) int {
+		return orderIndex(order, a) - orderIndex(order, b)
+	})
+	for _, k := range names {
+		hp.Set(k, h[k])
+	}
+	top := &torch.Dict{}
+	top.Set("epoch", meta.Epoch)
+	top.Set("global_step", meta.GlobalStep)
+	top.Set("pytorch-lightning_version", LightningVersion)
+	top.Set("state_dict", state)
+	if meta.Extra != nil {
+		for i, k := range meta.Extra.Keys {
+			top.Set(k, meta.Extra.Values[i])
+		}
+	}
+	top.Set("hparams_name", "kwargs")
+	top.Set("hyper_parameters", hp)
+	spec := Spec{Kind: m.Kind(), Task: m.Task(), Preprocessing: m.Preprocessing()}
+	top.Set(metaKey, spec.meta())
+	if err := torch.SavePickle(path, top); err != nil {
+		return err
+	}
+	return nil
+}
+
+func orderIndex(order []string, name string) int {
+	if i := slices.Index(order, name); i >= 0 {
+		return i
+	}
+	return len(order)
+}
+
+// AdamStateDict is optimizer.state_dict() of a torch.optim.Adam over a
+// model's Parameters(), in PyTorch 1.13's layout (step as a float tensor),
+// as Lightning stores it in optimizer_states.
+func AdamStateDict(a *torch.Adam) *torch.Dict {
+	state := &torch.Dict{}
+	for i, s := range a.State {
+		if s.ExpAvg == nil {
+			continue
+		}
+		st := &torch.Dict{}
+		st.Set("step", torch.FromSlice(nil, []float32{float32(s.Step)}, []int64{}, torch.CPU))
+		st.Set("exp_avg", cpuCopy(s.ExpAvg))
+		st.Set("exp_avg_sq", cpuCopy(s.ExpAvgSq))
+		state.Set(int64(i), st)
+	}
+	params := make([]any, len(a.Params))
+	for i := range params {
+		params[i] = int64(i)
+	}
+	group := &torch.Dict{}
+	c := a.Config
+	for _, kv := range []struct {
+		k string
+		v any
+	}{{"lr", c.LR}, {"betas", []any{c.Beta1, c.Beta2}}, {"eps", c.Eps}, {"weight_decay", c.WeightDecay},
+		{"amsgrad", false}, {"maximize", false}, {"foreach", nil}, {"capturable", false}, {"params", params}} {
+		group.Set(kv.k, kv.v)
+	}
+	out := &torch.Dict{}
+	out.Set("state", state)
+	out.Set("param_groups", []any{group})
+	return out
+}
+
+// FreeTree frees the tensors of a tree such as AdamStateDict's, once saved.
+func FreeTree(v any) { freeTree(v) }
+
+// LoadAdamState restores an optimizer.state_dict() (AdamStateDict's, or a
+// Lightning checkpoint's optimizer_states[0]) into a, whose parameters must
+// be the same model's in the same order. Its tensors are copied.
+func LoadAdamState(a *torch.Adam, sd any) error {
+	top, ok := sd.(*torch.Dict)
+	if !ok {
+		return fmt.Errorf("optimizer state is a %T, not a dict", sd)
+	}
+	groups, _ := top.Get("param_groups")
+	if gl, ok := groups.([]any); ok && len(gl) == 1 {
+		if g, ok := gl[0].(*torch.Dict); ok {
+			if p, ok := g.Get("params"); ok {
+				if pl, ok := p.([]any); ok && len(pl) != len(a.Params) {
+					return fmt.Errorf("optimizer state covers %d parameters, the model has %d", len(pl), len(a.Params))
+				}
+			}
+			if lr, ok := g.Get("lr"); ok {
+				if f, ok := lr.(float64); ok {
+					a.Config.LR = f
+				}
+			}
+		}
+	}
+	rawState, _ := top.Get("state")
+	state, ok := rawState.(*torch.Dict)
+	if !ok {
+		return errors.New("optimizer state has no state dict")
+	}
+	if len(a.State) < len(a.Params) {
+		a.State = append(a.State, make([]torch.AdamState, len(a.Params)-len(a.State))...)
+	}
+	for i, k := range state.Keys {
+		idx, ok := k.(int64)
+		if !ok || idx < 0 || int(idx) >= len(a.Params) {
+			return fmt.Errorf("optimizer state for parameter %v: the model has %d", k, len(a.Params))
+		}
+		st, ok := state.Values[i].(*torch.Dict)
+		if !ok {
+			return fmt.Errorf("optimizer state %d is a %T", idx, state.Values[i])
+		}
+		step, err := scalar(st, "step")
+		if err != nil {
+			return fmt.Errorf("optimizer state %d: %w", idx, err)
+		}
+		dev, err := a.Params[idx].Device()
+		if err != nil {
+			return err
+		}
+		var moments [2]*torch.Tensor
+		for j, name := range []string{"exp_avg", "exp_avg_sq"} {
+			v, _ := st.Get(name)
+			t, ok := v.(*torch.Tensor)
+			if !ok {
+				return fmt.Errorf("optimizer state %d: %s is a %T", idx, name, v)
+			}
+			if want, got := a.Params[idx].Shape(), t.Shape(); !slices.Equal(want, got) {
+				return fmt.Errorf("optimizer state %d: %s has shape %v, the parameter %v", idx, name, got, want)
+			}
+			moved := t.ToType(dev, torch.Float32)
+			moments[j] = moved.Clone()
+			moved.Free()
+			if err := moments[j].Err(); err != nil {
+				return err
+			}
+		}
+		old := a.State[idx]
+		old.ExpAvg.Free()
+		old.ExpAvgSq.Free()
+		a.State[idx] = torch.AdamState{Step: step, ExpAvg: moments[0], ExpAvgSq: moments[1]}
+	}
+	return nil
+}
+
+// cpuCopy is t detached and on the CPU, a new handle the caller frees.
+func cpuCopy(t *torch.Tensor) *torch.Tensor {
+	d := t.Detach()
+	c := d.To(torch.CPU)
+	d.Free()
+	return c
+}
+
+// scalar reads a number stored as a Python number or a one-element tensor.
+func scalar(d *torch.Dict, key string) (float64, error) {
+	v, _ := d.Get(key)
+	switch x := v.(type) {
+	case float64:
+		return x, nil
+	case int64:
+		return float64(x), nil
+	case *torch.Tensor:
+		return x.Item()
+	}
+	return 0, fmt.Errorf("%s is a %T", key, v)
+}

@@ -1,0 +1,236 @@
+// Package deeppacket holds the Deep Packet models over package torch — the
+// reference's CNN and ResNet, parameter for parameter, and the paper's
+// stacked autoencoder — with the reference's task definitions, safe loading
+// of PyTorch Lightning checkpoints, and export to TorchScript and to
+// Lightning's checkpoint layout.
+//
+// Names follow the reference (github.com/munhouiani/Deep-Packet, ml/model.py)
+// exactly: hyperparameters are its constructor arguments and parameter names
+// its state_dict keys ("conv1.0.weight", "fc1.0.bias", …), so its published
+// checkpoints load one to one and ours load into its modules.
+//
+// TorchScript attributes cannot contain dots, so an exported TorchScript
+// module names each tensor by its state_dict key with dots replaced by
+// underscores: "conv1.0.weight" is self.conv1_0_weight (see TorchScriptName).
+package deeppacket
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/deeppacket/deeppacket/data/features"
+	"github.com/deeppacket/deeppacket/torch"
+)
+
+// Kind names a model architecture.
+type Kind string
+
+// The architectures.
+const (
+	KindCNN    Kind = "cnn"
+	KindResNet Kind = "resnet"
+	KindSAE    Kind = "sae"
+)
+
+// ParseKind reads "cnn", "resnet" or "sae".
+func ParseKind(s string) (Kind, error) {
+	switch k := Kind(strings.ToLower(s)); k {
+	case KindCNN, KindResNet, KindSAE:
+		return k, nil
+	}
+	return "", fmt.Errorf("model kind %q: want cnn, resnet or sae", s)
+}
+
+// HParams are a model's hyperparameters by the reference's names
+// (c1_output_dim, …, output_dim, signal_length, and data_path, which the
+// reference saves too). Values are int64, float64, string or []any as read
+// from a checkpoint; Int reads integers whatever their Go type.
+type HParams map[string]any
+
+// Int returns hyperparameter name as an int64.
+func (h HParams) Int(name string) (int64, error) {
+	switch v := h[name].(type) {
+	case int64:
+		return v, nil
+	case int:
+		return int64(v), nil
+	case float64:
+		if v == math.Trunc(v) {
+			return int64(v), nil
+		}
+	case nil:
+		return 0, fmt.Errorf("hyperparameter %s is missing", name)
+	}
+	return 0, fmt.Errorf("hyperparameter %s = %v is not an integer", name, h[name])
+}
+
+// ints reads several integer hyperparameters at once.
+func (h HParams) ints(names ...string) ([]int64, error) {
+	out := make([]int64, len(names))
+	for i, n := range names {
+		v, err := h.Int(n)
+		if err != nil {
+			return nil, err
+		}
+		if v <= 0 {
+			return nil, fmt.Errorf("hyperparameter %s = %d must be positive", n, v)
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// Clone copies h (values are not deep-copied; they are immutable scalars).
+func (h HParams) Clone() HParams {
+	out := make(HParams, len(h))
+	for k, v := range h {
+		out[k] = v
+	}
+	return out
+}
+
+// Spec is everything that decides a model besides its weights.
+type Spec struct {
+	Kind    Kind
+	HParams HParams
+	// Task gives the class names; zero means inferred from output_dim.
+	Task Task
+	// Preprocessing is the packet transform the model expects (layout and
+	// port masking; its SignalLength is the model's signal_length).
+	// Reference checkpoints expect features.LayoutReference.
+	Preprocessing features.Options
+}
+
+// Model is a Deep Packet classifier: feature vectors [batch, 1,
+// signal_length] of bytes scaled to [0, 1] in, logits [batch, output_dim]
+// out. Its parameters live in Store (dropout and batch norm follow the
+// store's Train/Eval mode); Close frees them.
+type Model interface {
+	torch.Module
+	Kind() Kind
+	HParams() HParams
+	Task() Task
+	// Preprocessing is the packet transform the model's inputs went
+	// through, SignalLength included.
+	Preprocessing() features.Options
+	Store() *torch.Store
+	OutputDim() int
+	Close()
+}
+
+// base carries what every model shares.
+type base struct {
+	spec      Spec
+	store     *torch.Store
+	outputDim int
+}
+
+func (b *base) Kind() Kind                      { return b.spec.Kind }
+func (b *base) HParams() HParams                { return b.spec.HParams.Clone() }
+func (b *base) Task() Task                      { return b.spec.Task }
+func (b *base) Store() *torch.Store             { return b.store }
+func (b *base) OutputDim() int                  { return b.outputDim }
+func (b *base) Close()                          { b.store.Close() }
+func (b *base) Preprocessing() features.Options { return b.spec.Preprocessing }
+
+// New builds a model from its spec with freshly initialised parameters,
+// drawing from torch's default generator exactly as the reference's
+// constructor does (torch.ManualSeed first gives PyTorch's weights).
+func New(spec Spec) (Model, error) {
+	spec.HParams = spec.HParams.Clone()
+	signal, err := spec.HParams.ints("signal_length")
+	if err != nil {
+		return nil, err
+	}
+	out, err := spec.HParams.ints("output_dim")
+	if err != nil {
+		return nil, err
+	}
+	if spec.Task.Name == "" {
+		spec.Task = TaskForOutputDim(int(out[0]))
+	}
+	spec.Preprocessing.SignalLength = int(signal[0])
+	b := base{spec: spec, store: torch.NewStore(), outputDim: int(out[0])}
+	var m Model
+	switch spec.Kind {
+	case KindCNN:
+		m, err = newCNN(b)
+	case KindResNet:
+		m, err = newResNet(b)
+	case KindSAE:
+		m, err = newSAE(b)
+	default:
+		err = fmt.Errorf("unknown model kind %q", spec.Kind)
+	}
+	if err != nil {
+		b.store.Close()
+		return nil, fmt.Errorf("build %s model: %w", spec.Kind, err)
+	}
+	return m, nil
+}
+
+// KindOf tells the architecture of a state_dict by its keys.
+func KindOf(names []string) (Kind, error) {
+	switch {
+	case slices.Contains(names, "conv1.0.first_block_conv.conv.weight"):
+		return KindResNet, nil
+	case slices.Contains(names, "conv2.0.weight"):
+		return KindCNN, nil
+	case slices.Contains(names, "fc1.0.weight") && !slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, "conv") }):
+		return KindSAE, nil
+	}
+	return "", fmt.Errorf("state_dict is neither the reference's CNN (conv2.0.weight) nor its ResNet (conv1.0.first_block_conv.conv.weight) nor an SAE (fc1.0.weight without conv layers)")
+}
+
+// denseHead builds the reference's fc1 (→200), fc2 (→100), fc3 (→50), each
+// Linear, Dropout(0.05), ReLU, and out (50→output_dim).
+func denseHead(root torch.Path, in, outputDim int64) (*head, error) {
+	h := &head{}
+	dims := []int64{in, 200, 100, 50}
+	for i := range 3 {
+		fc, err := torch.NewSequential(root.Sub(fmt.Sprintf("fc%d", i+1)),
+			torch.LinearLayer(dims[i], dims[i+1]), torch.DropoutLayer(0.05), torch.ReLULayer())
+		if err != nil {
+			return nil, err
+		}
+		h.fc = append(h.fc, fc)
+	}
+	var err error
+	if h.out, err = torch.NewLinear(root.Sub("out"), 50, outputDim); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// head is the reference's dense layers after the convolutions.
+type head struct {
+	fc  []*torch.Sequential
+	out *torch.Linear
+}
+
+// Forward flattens x per sample and runs the dense layers.
+func (h *head) Forward(x *torch.Tensor) *torch.Tensor {
+	if x.Err() != nil {
+		return x
+	}
+	x = x.Reshape(x.Shape()[0], -1)
+	for _, fc := range h.fc {
+		x = fc.Forward(x)
+	}
+	return h.out.Forward(x)
+}
+
+// flatSize runs a torch.rand(1, 1, signal_length) dummy through f, as the
+// reference's constructors do to size fc1, and returns its element count.
+// The draw matters: it advances the generator before fc1's initialisation.
+func flatSize(signal int64, f func(*torch.Tensor) *torch.Tensor) (int64, error) {
+	scope := torch.NewScope()
+	defer scope.Close()
+	y := f(torch.Rand(scope, []int64{1, 1, signal}, torch.Float32, torch.CPU))
+	if err := y.Err(); err != nil {
+		return 0, fmt.Errorf("size fc1 with a dummy input: %w", err)
+	}
+	return y.Numel(), nil
+}
