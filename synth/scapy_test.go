@@ -2,47 +2,13 @@ package synth
 
 import (
 	"encoding/json"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/deeppacket/deeppacket/internal/testenv"
 )
-
-// scapyPython finds a python3 that can import scapy: the one on PATH first,
-// then the system's (a pyenv shim on PATH may lack Debian's python3-scapy).
-func scapyPython(t *testing.T) string {
-	t.Helper()
-	for _, py := range []string{"python3", "/usr/bin/python3"} {
-		if exec.Command(py, "-c", "import scapy").Run() == nil {
-			return py
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("no python3 with scapy (install python3-scapy); CI needs it")
-	}
-	t.Skip("skipping: no python3 with scapy found (install python3-scapy to run this check)")
-	return ""
-}
-
-// repoRoot is the folder holding go.mod, above the package's folder.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test's folder")
-		}
-		dir = parent
-	}
-}
 
 type scapyReport struct {
 	Packets        int `json:"packets"`
@@ -64,13 +30,13 @@ type scapyReport struct {
 // counts, TLS flows open with a ClientHello and ServerHello scapy parses,
 // SSH flows with version lines, and VoIP media is RTP version 2.
 func TestScapyReadsCaptures(t *testing.T) {
-	py := scapyPython(t)
+	py := testenv.Python(t)
 	dir := t.TempDir()
 	stats, err := Generate(dir, Options{Seed: 3, Scale: 0.1}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := []string{filepath.Join(repoRoot(t), "scripts", "scapy_read.py")}
+	args := []string{filepath.Join(testenv.RepoRoot(t), "scripts", "scapy_read.py")}
 	for _, s := range stats {
 		args = append(args, filepath.Join(dir, s.Name))
 	}
