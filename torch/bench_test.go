@@ -59,7 +59,9 @@ func BenchmarkTrainStep(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer m.store.Close()
-	opt := NewAdam(m.store.Parameters(), DefaultAdam())
+	config := DefaultAdam()
+	config.Fused = os.Getenv("DEEPPACKET_ADAM_FUSED") != "0"
+	opt := NewAdam(m.store.Parameters(), config)
 	defer opt.Close()
 	data := NewScope()
 	defer data.Close()

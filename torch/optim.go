@@ -9,8 +9,12 @@ import (
 )
 
 // AdamConfig is torch.optim.Adam's arguments (amsgrad and maximize off).
+// Fused, as PyTorch 2's Adam(fused=True), updates each float32 CPU
+// parameter in one pass over memory instead of seven; results agree with the
+// unfused step within float32 rounding (a few ulps), not bit for bit.
 type AdamConfig struct {
 	LR, Beta1, Beta2, Eps, WeightDecay float64
+	Fused                              bool
 }
 
 // DefaultAdam is PyTorch's default Adam: lr 1e-3, betas (0.9, 0.999), eps 1e-8.
@@ -36,12 +40,15 @@ func NewAdam(params []*Tensor, c AdamConfig) *Adam {
 	return &Adam{Config: c, Params: params, State: make([]AdamState, len(params))}
 }
 
-// ZeroGrad is optimizer.zero_grad(set_to_none=False), PyTorch 1.13's default.
+// ZeroGrad is optimizer.zero_grad(set_to_none=True), PyTorch 2's default.
+// PyTorch 1.13 zeroes instead; the next backward then gives identical
+// gradients (0 + g is g), without a pass over memory to clear and another to
+// accumulate.
 func (a *Adam) ZeroGrad() error { return zeroGrads(a.Params) }
 
 func zeroGrads(params []*Tensor) error {
 	for i, p := range params {
-		if err := p.ZeroGrad(false); err != nil {
+		if err := p.ZeroGrad(true); err != nil {
 			return fmt.Errorf("zero_grad param %d: %w", i, err)
 		}
 	}
@@ -79,7 +86,7 @@ func (a *Adam) Step() error {
 	c := a.Config
 	err := check(C.dpt_adam_step((*C.dpt_tensor)(unsafe.Pointer(&params[0])), (*C.dpt_tensor)(unsafe.Pointer(&avg[0])),
 		(*C.dpt_tensor)(unsafe.Pointer(&avgSq[0])), (*C.double)(unsafe.Pointer(&steps[0])), C.int(n),
-		C.double(c.LR), C.double(c.Beta1), C.double(c.Beta2), C.double(c.Eps), C.double(c.WeightDecay)))
+		C.double(c.LR), C.double(c.Beta1), C.double(c.Beta2), C.double(c.Eps), C.double(c.WeightDecay), cBool(c.Fused)))
 	for i := range a.State {
 		adopt(&a.State[i].ExpAvg, avg[i])
 		adopt(&a.State[i].ExpAvgSq, avgSq[i])
@@ -118,7 +125,7 @@ func NewSGD(params []*Tensor, c SGDConfig) *SGD {
 	return &SGD{Config: c, Params: params, MomentumBuffer: make([]*Tensor, len(params))}
 }
 
-// ZeroGrad is optimizer.zero_grad(set_to_none=False).
+// ZeroGrad is optimizer.zero_grad(set_to_none=True), as Adam.ZeroGrad.
 func (o *SGD) ZeroGrad() error { return zeroGrads(o.Params) }
 
 // Step updates every parameter that has a gradient.

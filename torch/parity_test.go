@@ -378,51 +378,57 @@ func TestParityLosses(t *testing.T) {
 
 func TestParityCNNInitAndAdam(t *testing.T) {
 	p := pytorch(t)
-	if err := ManualSeed(9876); err != nil {
-		t.Fatal(err)
+	for _, fused := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fused=%v", fused), func(t *testing.T) {
+			if err := ManualSeed(9876); err != nil {
+				t.Fatal(err)
+			}
+			m, err := newRefCNN(smallCNN)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.store.Close()
+			for _, v := range m.store.Vars() {
+				// Bit-identical: the same seed draws the same initial weights.
+				assertClose(t, p.out, "cnn/init/"+v.Name, v.Tensor, 0)
+			}
+			if len(m.store.Vars()) != 12 {
+				t.Fatalf("%d variables, want 12 as the reference's state_dict", len(m.store.Vars()))
+			}
+			config := DefaultAdam()
+			config.Fused = fused
+			opt := NewAdam(m.store.Parameters(), config)
+			defer opt.Close()
+			s := NewScope()
+			losses := make([]float64, 0, 10)
+			for range 10 {
+				if err := opt.ZeroGrad(); err != nil {
+					t.Fatal(err)
+				}
+				loss := m.Forward(p.in["cnn/x"]).CrossEntropy(p.in["cnn/y"])
+				if err := loss.Backward(); err != nil {
+					t.Fatal(err)
+				}
+				if err := opt.Step(); err != nil {
+					t.Fatal(err)
+				}
+				l, err := loss.Item()
+				if err != nil {
+					t.Fatal(err)
+				}
+				losses = append(losses, l)
+				s.Close()
+			}
+			assertClose(t, p.out, "cnn/adam/losses", FromSlice(nil, losses, []int64{10}, CPU), parityTol)
+			for _, v := range m.store.Vars() {
+				assertClose(t, p.out, "cnn/adam/"+v.Name, v.Tensor, parityTol)
+			}
+			if got := opt.State[0].Step; got != 10 {
+				t.Errorf("adam step count %v, want 10", got)
+			}
+			assertClose(t, p.out, "cnn/adam/state0/exp_avg_sq", opt.State[0].ExpAvgSq, parityTol)
+		})
 	}
-	m, err := newRefCNN(smallCNN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.store.Close()
-	for _, v := range m.store.Vars() {
-		// Bit-identical: the same seed draws the same initial weights.
-		assertClose(t, p.out, "cnn/init/"+v.Name, v.Tensor, 0)
-	}
-	if len(m.store.Vars()) != 12 {
-		t.Fatalf("%d variables, want 12 as the reference's state_dict", len(m.store.Vars()))
-	}
-	opt := NewAdam(m.store.Parameters(), DefaultAdam())
-	defer opt.Close()
-	s := NewScope()
-	losses := make([]float64, 0, 10)
-	for range 10 {
-		if err := opt.ZeroGrad(); err != nil {
-			t.Fatal(err)
-		}
-		loss := m.Forward(p.in["cnn/x"]).CrossEntropy(p.in["cnn/y"])
-		if err := loss.Backward(); err != nil {
-			t.Fatal(err)
-		}
-		if err := opt.Step(); err != nil {
-			t.Fatal(err)
-		}
-		l, err := loss.Item()
-		if err != nil {
-			t.Fatal(err)
-		}
-		losses = append(losses, l)
-		s.Close()
-	}
-	assertClose(t, p.out, "cnn/adam/losses", FromSlice(nil, losses, []int64{10}, CPU), parityTol)
-	for _, v := range m.store.Vars() {
-		assertClose(t, p.out, "cnn/adam/"+v.Name, v.Tensor, parityTol)
-	}
-	if got := opt.State[0].Step; got != 10 {
-		t.Errorf("adam step count %v, want 10", got)
-	}
-	assertClose(t, p.out, "cnn/adam/state0/exp_avg_sq", opt.State[0].ExpAvgSq, parityTol)
 }
 
 func TestParitySGD(t *testing.T) {

@@ -91,7 +91,7 @@ dpt_error dpt_argmax(dpt_tensor x, int64_t dim, int keepdim, dpt_tensor *out);
 
 /* optimisers: one call updates every parameter, as torch.optim's step() */
 dpt_error dpt_adam_step(const dpt_tensor *params, dpt_tensor *exp_avg, dpt_tensor *exp_avg_sq, double *steps, int n,
-                        double lr, double beta1, double beta2, double eps, double weight_decay);
+                        double lr, double beta1, double beta2, double eps, double weight_decay, int fused);
 dpt_error dpt_sgd_step(const dpt_tensor *params, dpt_tensor *momentum_buffer, int n, double lr, double momentum, double dampening,
                        double weight_decay, int nesterov);
 
