@@ -14,17 +14,18 @@ import (
 // number and every header masked as RFC 9001 section 5.4 does. The frames
 // inside are a type byte and opaque bytes, not a full QUIC stack.
 type quicFlow struct {
-	rng    *source
-	ends   udpEnds
-	cid    [2][]byte // connection IDs: [0] the server's, which the client writes, [1] the client's
-	keys   [2]quicKeys
-	pn     [2]uint64
-	now    time.Time
-	rtt    time.Duration
-	rate   [2]float64
-	script script
-	state  int
-	last   int // side that spoke last
+	rng     *source
+	ends    udpEnds
+	cid     [2][]byte // connection IDs: [0] the server's, which the client writes, [1] the client's
+	keys    [2]quicKeys
+	pn      [2]uint64
+	now     time.Time
+	rtt     time.Duration
+	rate    [2]float64
+	script  script
+	state   int
+	last    int       // side that spoke last
+	lastReq time.Time // when the client's last packet left
 }
 
 type quicKeys struct {
@@ -141,9 +142,10 @@ func (f *quicFlow) next() ([]ipPacket, error) {
 		if m.toServer {
 			side = 0
 		}
-		f.now = f.now.Add(m.gap)
 		if side == 1 && f.last == 0 {
-			f.now = f.now.Add(f.rtt)
+			f.now = later(f.now, f.lastReq.Add(f.rtt+m.gap)) // as tcpConn.send
+		} else {
+			f.now = f.now.Add(m.gap)
 		}
 		f.last = side
 		t, end := f.now, f.now
@@ -151,6 +153,9 @@ func (f *quicFlow) next() ([]ipPacket, error) {
 			n := min(data, quicMaxDatagram-30)
 			data -= n
 			out = append(out, f.ends.packet(t, side == 0, f.packet(side, 0, f.frames(0x0a, n))))
+			if side == 0 {
+				f.lastReq = t
+			}
 			if i%2 == 1 || data == 0 {
 				at := t.Add(f.smallDelay())
 				if side == 0 {

@@ -28,7 +28,8 @@ type tcpConn struct {
 	rtt      time.Duration
 	start    time.Time
 	now      time.Time
-	lastFrom int // side of the last data, to add a round trip when the turn changes
+	lastFrom int       // side of the last data, to add a round trip when the turn changes
+	lastReq  time.Time // when the client's last data segment left
 	out      []ipPacket
 }
 
@@ -119,9 +120,12 @@ func (c *tcpConn) send(toServer bool, gap time.Duration, data []byte) {
 	if toServer {
 		from = 0
 	}
-	c.now = c.now.Add(gap)
 	if from == 1 && c.lastFrom == 0 {
-		c.now = c.now.Add(c.rtt)
+		// The reply leaves the server gap after the request reached it,
+		// and reaches the client a round trip after the request left.
+		c.now = later(c.now, c.lastReq.Add(c.rtt+gap))
+	} else {
+		c.now = c.now.Add(gap)
 	}
 	c.lastFrom = from
 	ackDelay := c.small
@@ -133,6 +137,9 @@ func (c *tcpConn) send(toServer bool, gap time.Duration, data []byte) {
 	for i := 0; len(data) > 0; i++ {
 		n := min(len(data), tcpMSS)
 		c.segment(ts, from, tcpFlags{ack: true, psh: n == len(data)}, data[:n])
+		if from == 0 {
+			c.lastReq = ts
+		}
 		data = data[n:]
 		if i%2 == 1 || len(data) == 0 {
 			last = ts.Add(ackDelay())
