@@ -54,6 +54,12 @@ func findClass(module, name string) (any, error) {
 		return rebuildTensor{}, nil
 	case "torch._utils._rebuild_parameter":
 		return rebuildParameter{}, nil
+	case "torch.jit._pickle.restore_type_tag", "torch.jit._pickle.build_intlist",
+		"torch.jit._pickle.build_tensorlist", "torch.jit._pickle.build_doublelist",
+		"torch.jit._pickle.build_boollist":
+		// libtorch's pickler (torch.SavePickle) tags typed containers with
+		// these; in Python they return their first argument.
+		return identity{}, nil
 	case "pytorch_lightning.utilities.parsing.AttributeDict",
 		"lightning_fabric.utilities.data.AttributeDict",
 		"lightning.fabric.utilities.data.AttributeDict":
@@ -125,6 +131,15 @@ func (rebuildTensor) Call(args ...any) (any, error) {
 		return nil, fmt.Errorf("_rebuild_tensor_v2: view of size %v stride %v offset %d exceeds its storage of %d elements", size, stride, offset, st.numel)
 	}
 	return &tensorRef{storage: st, offset: offset, size: size, stride: stride}, nil
+}
+
+type identity struct{}
+
+func (identity) Call(args ...any) (any, error) {
+	if len(args) == 0 {
+		return nil, errors.New("type tag without a value")
+	}
+	return args[0], nil
 }
 
 type rebuildParameter struct{}
