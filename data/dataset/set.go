@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress/zstd"
+	"github.com/parquet-go/parquet-go/format"
 
 	"github.com/deeppacket/deeppacket/internal/atomicfile"
 )
@@ -65,8 +67,14 @@ type Sample struct {
 // three-level layout, the integer without a logical type annotation.
 var referenceSchema = parquet.NewSchema("spark_schema", parquet.Group{
 	"feature": parquet.Optional(parquet.List(parquet.Optional(parquet.Leaf(parquet.DoubleType)))),
-	"label":   parquet.Optional(parquet.Leaf(parquet.Int64Type)),
+	"label":   parquet.Optional(parquet.Leaf(sparkLong{parquet.Int64Type})),
 })
+
+// sparkLong is INT64 without the logical type annotation parquet-go adds
+// and Spark does not write for a bigint.
+type sparkLong struct{ parquet.Type }
+
+func (sparkLong) LogicalType() *format.LogicalType { return nil }
 
 // Column indexes of referenceSchema (groups order their fields by name) and
 // the levels of a present feature element and a present label.
@@ -343,6 +351,7 @@ type SetFile struct {
 	// nullFeature is the definition level of a null feature list (-1 when
 	// the column is required); nullElement that of a null list element.
 	nullFeature, nullElement int
+	maxDefinition            int // of a present feature element
 }
 
 // OpenSetFile opens path and recognises its format from the schema.
@@ -412,6 +421,7 @@ func (s *SetFile) detect() error {
 	if feature.Node.Optional() {
 		s.nullElement = feature.MaxDefinitionLevel - 1
 	}
+	s.maxDefinition = feature.MaxDefinitionLevel
 	return nil
 }
 
@@ -469,6 +479,7 @@ const valuesPerRead = 4096
 // reuse one per goroutine.
 type RowGroupReader struct {
 	values []parquet.Value
+	dict   []byte // the bytes of the current dictionary page's doubles
 }
 
 // Read appends the rows of row group rg of s to dst, checking them against
@@ -494,7 +505,7 @@ func (r *RowGroupReader) Read(s *SetFile, rg int, lim Limits, dst *Rows) error {
 	if s.Format == Compact {
 		err = r.readBytes(chunks[s.feature], first, lim, dst)
 	} else {
-		err = r.readDoubles(chunks[s.feature], first, lim, s.nullFeature, s.nullElement, dst)
+		err = r.readDoubles(chunks[s.feature], first, lim, s, dst)
 	}
 	if err == nil && len(dst.Offsets)-1 != dst.Len() {
 		err = fmt.Errorf("row group %d has %d labels but %d features", rg, dst.Len()-start, len(dst.Offsets)-1-start)
@@ -540,16 +551,17 @@ func (r *RowGroupReader) readBytes(chunk parquet.ColumnChunk, first int64, lim L
 // readDoubles turns each list of doubles back into bytes. A value that is not
 // a byte divided by 255 is an error: both the reference and we only ever
 // write such values, and the loader keeps rows as bytes to bound memory.
-func (r *RowGroupReader) readDoubles(chunk parquet.ColumnChunk, first int64, lim Limits, nullFeature, nullElement int, dst *Rows) error {
+// It works on whole pages, not value by value: a row is signalLength values.
+func (r *RowGroupReader) readDoubles(chunk parquet.ColumnChunk, first int64, lim Limits, s *SetFile, dst *Rows) error {
 	base := len(dst.Offsets) - 1
-	rowStart, n := -1, 0 // rowStart: where the current row's bytes begin
+	row := func() int64 { return first + int64(len(dst.Offsets)-1-base) }
+	rowStart, n := -1, 0 // where the current row's bytes begin, its values
 	end := func() error {
 		if rowStart < 0 {
 			return nil
 		}
-		row := first + int64(len(dst.Offsets)-1-base)
 		if n > lim.SignalLength {
-			return fmt.Errorf("row %d: feature of %d values is longer than the signal length %d", row, n, lim.SignalLength)
+			return fmt.Errorf("row %d: feature of %d values is longer than the signal length %d", row(), n, lim.SignalLength)
 		}
 		// Drop the zero padding; the loader pads again.
 		for len(dst.Data) > rowStart && dst.Data[len(dst.Data)-1] == 0 {
@@ -558,45 +570,94 @@ func (r *RowGroupReader) readDoubles(chunk parquet.ColumnChunk, first int64, lim
 		dst.Offsets = append(dst.Offsets, len(dst.Data))
 		return nil
 	}
-	err := r.each(chunk, func(v parquet.Value) error {
-		if v.RepetitionLevel() == 0 {
-			if err := end(); err != nil {
-				return err
-			}
-			rowStart, n = len(dst.Data), 0
-			if v.DefinitionLevel() == nullFeature {
-				return fmt.Errorf("row %d: feature is null", first+int64(len(dst.Offsets)-1-base))
-			}
+	pages := chunk.Pages()
+	defer pages.Close()
+	for {
+		p, err := pages.ReadPage()
+		if err == io.EOF {
+			break
 		}
-		if v.IsNull() {
-			// A null element counts as 0; anything else null is an empty list.
-			if v.DefinitionLevel() == nullElement {
-				n++
-				dst.Data = append(dst.Data, 0)
-			}
-			return nil
+		if err != nil {
+			return err
 		}
-		n++
-		x := v.Double()
-		b := x*255 + 0.5
-		if !(b >= 0 && b < 256) || abs(float64(int(b))-x*255) > 1e-3 {
-			return fmt.Errorf("row %d: feature value %d is %v, not a byte divided by 255",
-				first+int64(len(dst.Offsets)-1-base), n-1, x)
+		err = r.readDoublePage(p, s, &rowStart, &n, end, row, dst)
+		parquet.Release(p)
+		if err != nil {
+			return err
 		}
-		dst.Data = append(dst.Data, byte(b))
-		return nil
-	})
-	if err != nil {
-		return err
 	}
 	return end()
 }
 
-func abs(x float64) float64 {
-	if x < 0 {
-		return -x
+func (r *RowGroupReader) readDoublePage(p parquet.Page, s *SetFile, rowStart, n *int, end func() error, row func() int64, dst *Rows) error {
+	reps, defs := p.RepetitionLevels(), p.DefinitionLevels()
+	// Spark dictionary-encodes the doubles (there are at most 256 of them):
+	// then each dictionary entry is converted once.
+	var plain []float64
+	var indexes []int32
+	if d := p.Dictionary(); d != nil {
+		data, dictData := p.Data(), d.Page().Data()
+		indexes = data.Int32()
+		if err := r.convertDictionary(dictData.Double()); err != nil {
+			return fmt.Errorf("row %d: %w", row(), err)
+		}
+	} else {
+		data := p.Data()
+		plain = data.Double()
 	}
-	return x
+	k := 0 // the next non-null value
+	for i, rep := range reps {
+		if rep == 0 {
+			if err := end(); err != nil {
+				return err
+			}
+			*rowStart, *n = len(dst.Data), 0
+			if int(defs[i]) == s.nullFeature {
+				return fmt.Errorf("row %d: feature is null", row())
+			}
+		}
+		switch int(defs[i]) {
+		case s.maxDefinition:
+			var b byte
+			if indexes != nil {
+				b = r.dict[indexes[k]]
+			} else {
+				var err error
+				if b, err = toByte(plain[k]); err != nil {
+					return fmt.Errorf("row %d: feature value %d: %w", row(), *n, err)
+				}
+			}
+			dst.Data = append(dst.Data, b)
+			k++
+			*n++
+		case s.nullElement: // a null element counts as 0
+			dst.Data = append(dst.Data, 0)
+			*n++
+		} // anything else is an empty list
+	}
+	return nil
+}
+
+// convertDictionary turns a page's dictionary of doubles into r.dict.
+func (r *RowGroupReader) convertDictionary(values []float64) error {
+	r.dict = r.dict[:0]
+	for _, x := range values {
+		b, err := toByte(x)
+		if err != nil {
+			return fmt.Errorf("dictionary: %w", err)
+		}
+		r.dict = append(r.dict, b)
+	}
+	return nil
+}
+
+// toByte inverts ByteScale, allowing for a value that went through float32.
+func toByte(x float64) (byte, error) {
+	b := x*255 + 0.5
+	if !(b >= 0 && b < 256) || math.Abs(float64(int(b))-x*255) > 1e-3 {
+		return 0, fmt.Errorf("%v is not a byte divided by 255", x)
+	}
+	return byte(b), nil
 }
 
 // each calls fn for every value of a column chunk, in order.

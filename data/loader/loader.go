@@ -1,0 +1,475 @@
+// Package loader feeds train and test sets to a model: batches of float32
+// features of shape [batch, 1, signal_length] scaled to [0, 1] and int64
+// labels, shuffled per epoch, decoded ahead of time in goroutines.
+//
+// It reads the sets `deeppacket split` writes, in either format, and the
+// reference's own Spark output (a folder of part-*.parquet files with a list
+// of doubles and a long label), recognising each file by its schema.
+//
+// Batch is plain Go memory laid out as the model's input tensor, so turning
+// it into a tensor is one copy; the package does not depend on torch.
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+
+	"github.com/deeppacket/deeppacket/data/dataset"
+)
+
+// Options configure a Loader. Zero fields take the defaults in brackets.
+type Options struct {
+	BatchSize    int // rows per batch [16, the reference's]
+	SignalLength int // features are zero-padded to it; a longer one is an error [1500]
+	// NumClasses is the model's number of classes: a label outside
+	// [0, NumClasses) is an error naming the file and row. 0 checks nothing.
+	NumClasses int
+	// Shuffle mixes the rows each epoch; the order depends only on Seed
+	// and the epoch number.
+	Shuffle bool
+	Seed    uint64
+	// DropLast leaves out a last batch smaller than BatchSize.
+	DropLast bool
+	// ShuffleWindow is how many rows are mixed at once [65536]: row groups
+	// are taken in a random order and the rows of each window of them
+	// shuffled, which bounds memory whatever the size of the set. A set no
+	// larger than the window is shuffled uniformly.
+	ShuffleWindow int
+	ReadAhead     int // batches prepared ahead of the consumer [64]
+	Workers       int // row groups decoded at once [2]
+}
+
+func (o *Options) setDefaults() {
+	if o.BatchSize <= 0 {
+		o.BatchSize = 16
+	}
+	if o.SignalLength <= 0 {
+		o.SignalLength = 1500
+	}
+	if o.ShuffleWindow <= 0 {
+		o.ShuffleWindow = 1 << 16
+	}
+	if o.ReadAhead <= 0 {
+		o.ReadAhead = 64
+	}
+	if o.Workers <= 0 {
+		o.Workers = 2
+	}
+}
+
+// Batch is one batch, valid until the next call to Next or Close.
+type Batch struct {
+	// Features holds Size*SignalLength values, row after row: the memory of
+	// a [Size, 1, SignalLength] tensor.
+	Features []float32
+	Labels   []int64
+	// Shape is {Size, 1, SignalLength}.
+	Shape [3]int64
+	Size  int
+}
+
+// scale maps a byte to its feature value as the reference computes it (a
+// float64 division by 255, which PyTorch then casts to float32).
+var scale = func() (t [256]float32) {
+	for b := range t {
+		t[b] = float32(dataset.ByteScale[b])
+	}
+	return t
+}()
+
+// unit is one row group, the piece the loader reads and shuffles.
+type unit struct {
+	file, rowGroup int
+	rows           int64
+}
+
+// Loader reads one set. Call Epoch for each pass over it and Close at the end.
+type Loader struct {
+	opts  Options
+	files []*dataset.SetFile
+	units []unit
+	rows  int64
+	lim   dataset.Limits
+
+	// free holds the batches not in use; made counts those allocated, at
+	// most ReadAhead+2 (the queue, the one being filled, the consumer's).
+	free    chan *Batch
+	made    int
+	rowPool chan *dataset.Rows
+	current *Epoch
+}
+
+// Open opens a set: a Parquet file, or a folder of them (a set `deeppacket
+// split` wrote, or the reference's train.parquet folder of part files).
+func Open(path string, opts Options) (*Loader, error) {
+	opts.setDefaults()
+	paths, err := dataset.SetFiles(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(paths) == 0 {
+		return nil, fmt.Errorf("read %s: no .parquet files", path)
+	}
+	l := &Loader{
+		opts:    opts,
+		lim:     dataset.Limits{SignalLength: opts.SignalLength, NumClasses: opts.NumClasses},
+		free:    make(chan *Batch, opts.ReadAhead+2),
+		rowPool: make(chan *dataset.Rows, 4*opts.Workers),
+	}
+	for i, p := range paths {
+		f, err := dataset.OpenSetFile(p)
+		if err != nil {
+			l.Close()
+			return nil, err
+		}
+		l.files = append(l.files, f)
+		for rg := range f.NumRowGroups() {
+			if n := f.RowGroupRows(rg); n > 0 {
+				l.units = append(l.units, unit{file: i, rowGroup: rg, rows: n})
+				l.rows += n
+			}
+		}
+	}
+	return l, nil
+}
+
+// Rows is the number of rows in the set.
+func (l *Loader) Rows() int64 { return l.rows }
+
+// Batches is the number of batches an epoch yields.
+func (l *Loader) Batches() int {
+	n := int(l.rows) / l.opts.BatchSize
+	if !l.opts.DropLast && int(l.rows)%l.opts.BatchSize != 0 {
+		n++
+	}
+	return n
+}
+
+// Close stops a running epoch and closes the files.
+func (l *Loader) Close() error {
+	if l.current != nil {
+		l.current.Close()
+	}
+	var err error
+	for _, f := range l.files {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	l.files = nil
+	return err
+}
+
+// Epoch starts pass number epoch over the set (numbers give the shuffle
+// order: the same seed and number, the same batches). A previous epoch
+// still running is closed first.
+func (l *Loader) Epoch(epoch int) *Epoch {
+	if l.current != nil {
+		l.current.Close()
+	}
+	e := &Epoch{
+		l:     l,
+		rng:   rand.New(rand.NewPCG(l.opts.Seed, uint64(epoch))),
+		ready: make(chan result, l.opts.ReadAhead),
+		done:  make(chan struct{}),
+	}
+	l.current = e
+	order := make([]unit, len(l.units))
+	copy(order, l.units)
+	if l.opts.Shuffle {
+		shuffle(e.rng, len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	}
+	jobs := make(chan *job, l.opts.Workers)
+	ordered := make(chan *job, 2*l.opts.Workers)
+	e.wg.Add(2 + l.opts.Workers)
+	go e.dispatch(order, jobs, ordered)
+	for range l.opts.Workers {
+		go e.decode(jobs)
+	}
+	go e.assemble(ordered)
+	return e
+}
+
+// shuffle is Fisher-Yates with an unbiased bounded draw spelled out here, so
+// that an order depends on the PCG stream alone and not on how a Go release
+// implements rand.Shuffle.
+func shuffle(r *rand.Rand, n int, swap func(i, j int)) {
+	for i := n - 1; i > 0; i-- {
+		swap(i, int(bounded(r, uint64(i+1))))
+	}
+}
+
+// bounded draws uniformly from [0, n) (Lemire's multiply and reject).
+func bounded(r *rand.Rand, n uint64) uint64 {
+	for {
+		hi, lo := mul64(r.Uint64(), n)
+		if lo >= n || lo >= -n%n {
+			return hi
+		}
+	}
+}
+
+func mul64(a, b uint64) (hi, lo uint64) {
+	const mask32 = 1<<32 - 1
+	a0, a1 := a&mask32, a>>32
+	b0, b1 := b&mask32, b>>32
+	w0 := a0 * b0
+	t := a1*b0 + w0>>32
+	w1, w2 := t&mask32, t>>32
+	w1 += a0 * b1
+	return a1*b1 + w2 + w1>>32, a * b
+}
+
+// Epoch is one pass over the set.
+type Epoch struct {
+	l     *Loader
+	rng   *rand.Rand
+	ready chan result
+	done  chan struct{}
+	wg    sync.WaitGroup
+	last  *Batch // the batch the consumer holds
+	err   error
+	once  sync.Once
+}
+
+type result struct {
+	batch *Batch
+	err   error
+}
+
+// job is one unit being decoded; done is closed when rows or err is set.
+type job struct {
+	unit unit
+	rows *dataset.Rows
+	err  error
+	done chan struct{}
+}
+
+// Next returns the next batch, or io.EOF after the last. The batch is reused
+// after the next call to Next or Close.
+func (e *Epoch) Next() (*Batch, error) {
+	if e.last != nil {
+		e.l.free <- e.last
+		e.last = nil
+	}
+	if e.err != nil {
+		return nil, e.err
+	}
+	r, ok := <-e.ready
+	switch {
+	case !ok:
+		e.err = io.EOF
+	case r.err != nil:
+		e.err = r.err
+	default:
+		e.last = r.batch
+		return r.batch, nil
+	}
+	return nil, e.err
+}
+
+// Close stops the epoch's goroutines; Next then returns an error.
+func (e *Epoch) Close() error {
+	e.once.Do(func() {
+		close(e.done)
+		e.wg.Wait()
+		for r := range e.ready {
+			if r.batch != nil {
+				e.l.free <- r.batch
+			}
+		}
+		if e.last != nil {
+			e.l.free <- e.last
+			e.last = nil
+		}
+		if e.err == nil {
+			e.err = errClosed
+		}
+		if e.l.current == e {
+			e.l.current = nil
+		}
+	})
+	return nil
+}
+
+var errClosed = errors.New("loader: epoch closed")
+
+// dispatch hands the units out in order, to the workers and, in the same
+// order, to the assembler.
+func (e *Epoch) dispatch(order []unit, jobs, ordered chan<- *job) {
+	defer e.wg.Done()
+	defer close(jobs)
+	defer close(ordered)
+	for _, u := range order {
+		j := &job{unit: u, done: make(chan struct{})}
+		select {
+		case ordered <- j:
+		case <-e.done:
+			return
+		}
+		select {
+		case jobs <- j:
+		case <-e.done:
+			return
+		}
+	}
+}
+
+func (e *Epoch) decode(jobs <-chan *job) {
+	defer e.wg.Done()
+	var rd dataset.RowGroupReader
+	for j := range jobs {
+		j.rows = e.l.getRows()
+		j.err = rd.Read(e.l.files[j.unit.file], j.unit.rowGroup, e.l.lim, j.rows)
+		close(j.done)
+	}
+}
+
+func (l *Loader) getRows() *dataset.Rows {
+	select {
+	case r := <-l.rowPool:
+		r.Reset()
+		return r
+	default:
+		r := &dataset.Rows{}
+		r.Reset()
+		return r
+	}
+}
+
+func (l *Loader) putRows(r *dataset.Rows) {
+	select {
+	case l.rowPool <- r:
+	default:
+	}
+}
+
+// rowRef is one row of a window: which of its units, which row there.
+type rowRef struct{ unit, row int32 }
+
+// assemble gathers units into windows, shuffles each window's rows and packs
+// them into batches.
+func (e *Epoch) assemble(ordered <-chan *job) {
+	defer e.wg.Done()
+	defer close(e.ready)
+	opts := e.l.opts
+	windowRows := opts.ShuffleWindow
+	if !opts.Shuffle {
+		windowRows = 1 // nothing to mix: pass each row group on at once
+	}
+	var (
+		window []*dataset.Rows
+		refs   []rowRef
+		batch  *Batch
+		fill   int
+	)
+	send := func(r result) bool {
+		select {
+		case e.ready <- r:
+			return true
+		case <-e.done:
+			return false
+		}
+	}
+	emit := func() bool { // packs the window's rows; false when stopped
+		if opts.Shuffle {
+			shuffle(e.rng, len(refs), func(i, j int) { refs[i], refs[j] = refs[j], refs[i] })
+		}
+		for _, ref := range refs {
+			if batch == nil {
+				if batch = e.l.getBatch(e.done); batch == nil {
+					return false
+				}
+				fill = 0
+			}
+			rows := window[ref.unit]
+			row := batch.Features[fill*opts.SignalLength : (fill+1)*opts.SignalLength]
+			feature := rows.Feature(int(ref.row))
+			for i, b := range feature {
+				row[i] = scale[b]
+			}
+			clear(row[len(feature):])
+			batch.Labels[fill] = rows.Labels[ref.row]
+			fill++
+			if fill == opts.BatchSize {
+				batch.setSize(fill, opts.SignalLength)
+				if !send(result{batch: batch}) {
+					return false
+				}
+				batch = nil
+			}
+		}
+		for _, r := range window {
+			e.l.putRows(r)
+		}
+		window, refs = window[:0], refs[:0]
+		return true
+	}
+	for j := range ordered {
+		select {
+		case <-j.done:
+		case <-e.done:
+			return
+		}
+		if j.err != nil {
+			send(result{err: j.err})
+			return
+		}
+		for i := range j.rows.Len() {
+			refs = append(refs, rowRef{int32(len(window)), int32(i)})
+		}
+		window = append(window, j.rows)
+		if len(refs) >= windowRows && !emit() {
+			return
+		}
+	}
+	if !emit() {
+		return
+	}
+	if batch != nil {
+		if fill > 0 && !opts.DropLast {
+			batch.setSize(fill, opts.SignalLength)
+			send(result{batch: batch})
+			return
+		}
+		e.l.free <- batch
+	}
+}
+
+// getBatch takes a free batch, making one while fewer than the bound exist.
+func (l *Loader) getBatch(done <-chan struct{}) *Batch {
+	select {
+	case b := <-l.free:
+		return b.full()
+	default:
+	}
+	if l.made < cap(l.free) {
+		l.made++
+		return &Batch{
+			Features: make([]float32, l.opts.BatchSize*l.opts.SignalLength),
+			Labels:   make([]int64, l.opts.BatchSize),
+		}
+	}
+	select {
+	case b := <-l.free:
+		return b.full()
+	case <-done:
+		return nil
+	}
+}
+
+// full undoes setSize of a short last batch.
+func (b *Batch) full() *Batch {
+	b.Features, b.Labels = b.Features[:cap(b.Features)], b.Labels[:cap(b.Labels)]
+	return b
+}
+
+func (b *Batch) setSize(n, signalLength int) {
+	b.Features = b.Features[:n*signalLength]
+	b.Labels = b.Labels[:n]
+	b.Size = n
+	b.Shape = [3]int64{int64(n), 1, int64(signalLength)}
+}
