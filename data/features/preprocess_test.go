@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -121,4 +122,64 @@ func TestPreprocessRefused(t *testing.T) {
 	if _, serr := os.Stat(out); serr == nil {
 		t.Error("a refused capture left an output")
 	}
+}
+
+// BenchmarkPreprocess measures the whole path, read, transform and write
+// Parquet, over the ISCX captures' packets repeated in one capture; it
+// reports packets per second.
+func BenchmarkPreprocess(b *testing.B) {
+	iscx := testenv.Shared(b, "pcaps/iscx")
+	files, _ := filepath.Glob(filepath.Join(iscx, "*.pcap"))
+	dir := b.TempDir()
+	path := filepath.Join(dir, "big.pcap")
+	var body []byte
+	var head []byte
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		head = data[:24]
+		body = append(body, data[24:]...)
+	}
+	big := append(bytes.Clone(head), bytes.Repeat(body, 8)...)
+	if err := os.WriteFile(path, big, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	app := int64(0)
+	b.SetBytes(int64(len(big)))
+	var packets int64
+	cpu0 := cpuSeconds()
+	for b.Loop() {
+		st, err := features.Preprocess(context.Background(), path, filepath.Join(dir, "out.parquet"), features.Options{}, labels.Labels{App: &app}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		packets += st.Read
+	}
+	b.ReportMetric(float64(packets)/b.Elapsed().Seconds(), "packets/s")
+	// Per CPU-second too: on a shared machine wall time says little.
+	b.ReportMetric(float64(packets)/(cpuSeconds()-cpu0), "packets/cpu-s")
+}
+
+// cpuSeconds is the user and system CPU time this process has used.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// BenchmarkTransform measures the transform alone.
+func BenchmarkTransform(b *testing.B) {
+	frames, lts := captureFrames(b, filepath.Join(testenv.Shared(b, "pcaps/iscx"), "*.pcap"), 1000)
+	tr := features.New(features.Options{})
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		for i, f := range frames {
+			tr.Transform(f, lts[i])
+		}
+		n += len(frames)
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "packets/s")
 }
