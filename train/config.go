@@ -1,0 +1,209 @@
+package train
+
+import (
+	"fmt"
+	"math"
+	"reflect"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is one experiment: everything a run depends on. Its keys (the
+// mapstructure tags, nested with dots) are the keys of the YAML files under
+// configs/, of --set and of the DEEPPACKET_* variables.
+type Config struct {
+	Data           DataConfig          `mapstructure:"data"`
+	Task           string              `mapstructure:"task"`       // application | traffic
+	Layout         string              `mapstructure:"layout"`     // the preprocessing layout the data was made with: reference | paper
+	MaskPorts      bool                `mapstructure:"mask_ports"` // whether that preprocessing zeroed the ports
+	Model          ModelConfig         `mapstructure:"model"`
+	Epochs         int                 `mapstructure:"epochs"`
+	BatchSize      int                 `mapstructure:"batch_size"`
+	Optimizer      OptimizerConfig     `mapstructure:"optimizer"`
+	Seed           uint64              `mapstructure:"seed"`
+	Device         string              `mapstructure:"device"`  // auto | cpu | cuda | cuda:N
+	Threads        int                 `mapstructure:"threads"` // libtorch intra-op threads; 0 keeps libtorch's default
+	Loader         LoaderConfig        `mapstructure:"loader"`
+	EarlyStopping  EarlyStoppingConfig `mapstructure:"early_stopping"`
+	ValidationFrac float64             `mapstructure:"validation_fraction"` // share of the training rows held out for validation; 0: none
+	Checkpoint     CheckpointConfig    `mapstructure:"checkpoint"`
+	Pretrain       PretrainConfig      `mapstructure:"pretrain"` // the SAE's layer-wise pretraining
+}
+
+// DataConfig names the sets: ours (`deeppacket split`) or the reference's
+// own Spark output; the loader recognises either by its schema.
+type DataConfig struct {
+	Train string `mapstructure:"train"`
+	Test  string `mapstructure:"test"` // optional: evaluated with the best model at the end
+}
+
+// ModelConfig is the model kind and the reference's hyperparameter names.
+type ModelConfig struct {
+	Kind         string `mapstructure:"kind"` // cnn | resnet | sae
+	C1OutputDim  int64  `mapstructure:"c1_output_dim"`
+	C1KernelSize int64  `mapstructure:"c1_kernel_size"`
+	C1Stride     int64  `mapstructure:"c1_stride"`
+	C1Groups     int64  `mapstructure:"c1_groups"`
+	C1NBlock     int64  `mapstructure:"c1_n_block"`
+	C2OutputDim  int64  `mapstructure:"c2_output_dim"`
+	C2KernelSize int64  `mapstructure:"c2_kernel_size"`
+	C2Stride     int64  `mapstructure:"c2_stride"`
+	OutputDim    int64  `mapstructure:"output_dim"`
+	SignalLength int64  `mapstructure:"signal_length"`
+	// HiddenDims are the SAE's hidden layer sizes.
+	HiddenDims []int64 `mapstructure:"hidden_dims"`
+}
+
+// OptimizerConfig is torch.optim.Adam's (or SGD's) arguments.
+type OptimizerConfig struct {
+	Name        string  `mapstructure:"name"` // adam | sgd
+	LR          float64 `mapstructure:"lr"`
+	Beta1       float64 `mapstructure:"beta1"`
+	Beta2       float64 `mapstructure:"beta2"`
+	Eps         float64 `mapstructure:"eps"`
+	WeightDecay float64 `mapstructure:"weight_decay"`
+	Momentum    float64 `mapstructure:"momentum"` // sgd only
+}
+
+// LoaderConfig tunes the batch loader.
+type LoaderConfig struct {
+	ReadAhead     int `mapstructure:"read_ahead"`
+	Workers       int `mapstructure:"workers"`
+	ShuffleWindow int `mapstructure:"shuffle_window"`
+}
+
+// EarlyStoppingConfig is Lightning's EarlyStopping callback.
+type EarlyStoppingConfig struct {
+	Enabled  bool    `mapstructure:"enabled"`
+	Monitor  string  `mapstructure:"monitor"` // train_loss | val_loss | val_acc
+	Patience int     `mapstructure:"patience"`
+	MinDelta float64 `mapstructure:"min_delta"`
+	Mode     string  `mapstructure:"mode"` // min | max
+}
+
+// CheckpointConfig is what a run keeps.
+type CheckpointConfig struct {
+	SaveLast    bool   `mapstructure:"save_last"`   // checkpoints/last.ckpt after every epoch
+	SaveBest    bool   `mapstructure:"save_best"`   // checkpoints/best.ckpt when the monitored value improves
+	TorchScript bool   `mapstructure:"torchscript"` // model.pt (TorchScript) of the best model at the end
+	Monitor     string `mapstructure:"monitor"`     // what "best" means; empty: early_stopping.monitor
+}
+
+// PretrainConfig drives the SAE's greedy layer-wise pretraining.
+type PretrainConfig struct {
+	Epochs int     `mapstructure:"epochs"` // per layer; 0 skips pretraining
+	LR     float64 `mapstructure:"lr"`
+}
+
+// DefaultConfig is the reference's application CNN as its train_cnn runs it.
+func DefaultConfig() Config {
+	return Config{
+		Task:   "application",
+		Layout: "reference",
+		Model: ModelConfig{
+			Kind: "cnn", C1OutputDim: 200, C1KernelSize: 4, C1Stride: 3,
+			C2OutputDim: 200, C2KernelSize: 5, C2Stride: 1,
+			C1Groups: 1, C1NBlock: 4,
+			OutputDim: 17, SignalLength: 1500, HiddenDims: []int64{400, 300, 200, 100, 50},
+		},
+		Epochs:    20,
+		BatchSize: 16,
+		Optimizer: OptimizerConfig{Name: "adam", LR: 1e-3, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8},
+		Seed:      9876,
+		Device:    "auto",
+		Loader:    LoaderConfig{ReadAhead: 64, Workers: 2, ShuffleWindow: 1 << 16},
+		EarlyStopping: EarlyStoppingConfig{
+			Enabled: true, Monitor: "train_loss", Patience: 3, MinDelta: 0, Mode: "min",
+		},
+		Checkpoint: CheckpointConfig{SaveLast: true, SaveBest: true, TorchScript: true},
+		Pretrain:   PretrainConfig{Epochs: 0, LR: 1e-3},
+	}
+}
+
+// Map is c as nested maps keyed like the YAML files: the CLI declares its
+// keys and defaults from DefaultConfig().Map(), and a run saves its
+// effective configuration from it.
+func (c Config) Map() map[string]any { return structMap(reflect.ValueOf(c)) }
+
+func structMap(v reflect.Value) map[string]any {
+	out := map[string]any{}
+	for i := range v.NumField() {
+		key := v.Type().Field(i).Tag.Get("mapstructure")
+		f := v.Field(i)
+		if f.Kind() == reflect.Struct {
+			out[key] = structMap(f)
+			continue
+		}
+		out[key] = f.Interface()
+	}
+	return out
+}
+
+// YAML is c as a YAML document, the form runs save and print.
+func (c Config) YAML() ([]byte, error) { return yaml.Marshal(c.Map()) }
+
+// Validate checks values that a typo or a bad --set would make wrong.
+func (c *Config) Validate() error {
+	var errs []string
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	oneOf := func(key, val string, allowed ...string) {
+		for _, a := range allowed {
+			if val == a {
+				return
+			}
+		}
+		bad("%s %q: want %s", key, val, strings.Join(allowed, " or "))
+	}
+	oneOf("task", c.Task, "application", "traffic")
+	oneOf("layout", c.Layout, "reference", "paper")
+	oneOf("model.kind", c.Model.Kind, "cnn", "resnet", "sae")
+	oneOf("optimizer.name", c.Optimizer.Name, "adam", "sgd")
+	oneOf("early_stopping.monitor", c.EarlyStopping.Monitor, "train_loss", "val_loss", "val_acc")
+	oneOf("early_stopping.mode", c.EarlyStopping.Mode, "min", "max")
+	if c.Checkpoint.Monitor != "" {
+		oneOf("checkpoint.monitor", c.Checkpoint.Monitor, "train_loss", "val_loss", "val_acc")
+	}
+	if c.Data.Train == "" {
+		bad("data.train: no training set given")
+	}
+	if c.Epochs < 1 {
+		bad("epochs %d: want at least 1", c.Epochs)
+	}
+	if c.BatchSize < 1 {
+		bad("batch_size %d: want at least 1", c.BatchSize)
+	}
+	if c.Model.OutputDim < 2 {
+		bad("model.output_dim %d: want at least 2 classes", c.Model.OutputDim)
+	}
+	if c.Model.SignalLength < 1 {
+		bad("model.signal_length %d: want at least 1", c.Model.SignalLength)
+	}
+	if !(c.Optimizer.LR > 0) || math.IsInf(c.Optimizer.LR, 0) {
+		bad("optimizer.lr %g: want a positive number", c.Optimizer.LR)
+	}
+	if c.ValidationFrac < 0 || c.ValidationFrac >= 1 {
+		bad("validation_fraction %g: want 0 (none) or a fraction below 1", c.ValidationFrac)
+	}
+	if c.ValidationFrac == 0 && (strings.HasPrefix(c.EarlyStopping.Monitor, "val_") || strings.HasPrefix(c.Checkpoint.Monitor, "val_")) {
+		bad("monitoring %s needs validation_fraction > 0", c.monitor())
+	}
+	if c.EarlyStopping.Patience < 0 {
+		bad("early_stopping.patience %d: want 0 or more", c.EarlyStopping.Patience)
+	}
+	if c.Threads < 0 {
+		bad("threads %d: want 0 (libtorch's default) or more", c.Threads)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("config: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// monitor is the quantity that decides the best checkpoint.
+func (c *Config) monitor() string {
+	if c.Checkpoint.Monitor != "" {
+		return c.Checkpoint.Monitor
+	}
+	return c.EarlyStopping.Monitor
+}
