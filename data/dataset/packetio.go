@@ -124,21 +124,27 @@ type PacketReader struct {
 
 // OpenPackets opens a packet file.
 func OpenPackets(path string) (*PacketReader, error) {
-	f, err := os.Open(path)
+	f, pf, err := openParquet(path)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	info, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	pf, err := parquet.OpenFile(f, info.Size())
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("read %s: %w", path, err)
+		return nil, err
 	}
 	return &PacketReader{f: f, r: parquet.NewGenericReader[Packet](pf)}, nil
+}
+
+func openParquet(path string, opts ...parquet.FileOption) (*os.File, *parquet.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	info, err := f.Stat()
+	if err == nil {
+		var pf *parquet.File
+		if pf, err = parquet.OpenFile(f, info.Size(), opts...); err == nil {
+			return f, pf, nil
+		}
+	}
+	f.Close()
+	return nil, nil, fmt.Errorf("read %s: %w", path, err)
 }
 
 // NumRows is the number of rows in the file.
@@ -184,19 +190,11 @@ func ReadAllPackets(path string) ([]Packet, error) {
 // ReadPacketMetadata returns the footer's key-value metadata of a packet
 // file, reading only the footer.
 func ReadPacketMetadata(path string) (map[string]string, error) {
-	f, err := os.Open(path)
+	f, pf, err := openParquet(path, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+		return nil, err
 	}
 	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	pf, err := parquet.OpenFile(f, info.Size(), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
 	md := map[string]string{}
 	for _, kv := range pf.Metadata().KeyValueMetadata {
 		md[kv.Key] = kv.Value

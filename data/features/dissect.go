@@ -413,17 +413,11 @@ func (d *dissection) gre(b []byte, off, lim int) {
 	if f0&0x40 != 0 || lim-off < n {
 		return // source routing: scapy's GRErouting chain, not followed
 	}
-	off += n
-	switch proto {
-	case 0x0800:
-		d.ipv4Header(b, off, lim)
-	case 0x86dd:
-		d.ipv6(b, off, lim)
-	case 0x6558:
-		d.innerEthernet(b, off, lim)
-	case 0x8100, 0x88a8:
-		d.etherType(b, off, proto, lim)
+	if proto == 0x6558 { // transparent Ethernet bridging
+		d.innerEthernet(b, off+n, lim)
+		return
 	}
+	d.etherType(b, off+n, proto, lim)
 }
 
 // dnsOK reports whether scapy 2.5's DNS dissector accepts the message p;

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Benchmark of `deeppacket preprocess` against the reference transform
+# (scapy, the seed's steps) on the same captures, one core each.
+#
+#   1. both run over the 41 ISCX captures of ../shared/pcaps/iscx; the kept
+#      packet counts must agree;
+#   2. ours runs (-j 1) over one capture of a few GB made by repeating those
+#      same packets (REPEAT_DOUBLINGS doublings, 9 = 512 copies, ~2.2 GB), in
+#      a temporary folder, for packets per second and peak resident memory.
+#
+# Rates are packets per CPU-second of one process (user + system time), one
+# core each: the machines this runs on are shared, and wall time there says
+# more about the neighbours than about the code. Wall-clock rates are printed
+# too. The last line is: go_packets_per_s=… reference_packets_per_s=… ratio=…
+# Needs bin/deeppacket (make build) or builds one into the temporary folder.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+SHARED="${SHARED:-$ROOT/../shared}"
+ISCX="$SHARED/pcaps/iscx"
+PYTHON="${PYTHON:-/usr/bin/python3}"
+DOUBLINGS="${REPEAT_DOUBLINGS:-9}"
+
+[ -d "$ISCX" ] || { echo "bench-preprocess: $ISCX is missing" >&2; exit 1; }
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/bench-preprocess.XXXXXX")"
+trap 'rm -rf "$TMP"' EXIT
+
+BIN="$ROOT/bin/deeppacket"
+if [ ! -x "$BIN" ]; then
+	echo "bin/deeppacket not built (make build): building a copy in $TMP" >&2
+	(cd "$ROOT" && go build -o "$TMP/deeppacket" ./cmd/deeppacket)
+	BIN="$TMP/deeppacket"
+fi
+
+# Elapsed seconds of a command, to stderr-free stdout, with GNU time's
+# report in $TMP/time.txt.
+timed() { /usr/bin/time -v -o "$TMP/time.txt" "$@"; }
+field() { awk -v k="$1" -F': ' 'index($0, k) { print $2 }' "$TMP/time.txt"; }
+elapsed() { field "Elapsed (wall clock)" | awk -F: '{ s = 0; for (i = 1; i <= NF; i++) s = s * 60 + $i; print s }'; }
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "go: $("$BIN" --help >/dev/null 2>&1 && echo "$BIN"), python: $("$PYTHON" -c 'import scapy; print("scapy", scapy.__version__)')"
+
+# 1. The same 41 captures through both.
+timed "$BIN" preprocess --quiet --log-level error -j 1 --labels "$ISCX/labels.tsv" -o "$TMP/small" "$ISCX" > "$TMP/small.txt"
+# The summary's last table line: total (N captures)  read  kept  …
+totals() { sed -n 's/^ *total ([0-9]* captures) *\([0-9]*\) *\([0-9]*\).*/\1 \2/p' "$1"; }
+read -r go_small_read go_small_kept < <(totals "$TMP/small.txt")
+ref=$("$PYTHON" "$ROOT/scripts/bench_preprocess_reference.py" "$ISCX"/*.pcap)
+echo "$ref"
+ref_packets=$(sed 's/.*reference_packets=\([0-9]*\).*/\1/' <<<"$ref")
+ref_kept=$(sed 's/.*reference_kept=\([0-9]*\).*/\1/' <<<"$ref")
+ref_seconds=$(sed 's/.*reference_seconds=\([0-9.]*\).*/\1/' <<<"$ref")
+ref_cpu=$(sed 's/.*reference_cpu_seconds=\([0-9.]*\).*/\1/' <<<"$ref")
+echo "iscx: go read=$go_small_read kept=$go_small_kept, reference read=$ref_packets kept=$ref_kept"
+if [ "$go_small_read" != "$ref_packets" ] || [ "$go_small_kept" != "$ref_kept" ]; then
+	echo "bench-preprocess: packet counts differ from the reference" >&2
+	exit 1
+fi
+
+# 2. A capture of a few GB: the same packets, repeated.
+mkdir -p "$TMP/big"
+big="$TMP/big/skype_video.pcap" # a name labels.tsv labels
+head -c 24 "$ISCX/aim_chat.pcap" > "$TMP/hdr"
+for f in "$ISCX"/*.pcap; do tail -c +25 "$f"; done > "$TMP/rec0"
+for i in $(seq 1 "$DOUBLINGS"); do
+	cat "$TMP/rec$((i - 1))" "$TMP/rec$((i - 1))" > "$TMP/rec$i"
+	rm "$TMP/rec$((i - 1))"
+done
+cat "$TMP/hdr" "$TMP/rec$DOUBLINGS" > "$big"
+rm "$TMP/rec$DOUBLINGS"
+size=$(stat -c %s "$big")
+timed "$BIN" preprocess --quiet --log-level error -j 1 --labels "$ISCX/labels.tsv" -o "$TMP/bigout" "$big" > "$TMP/big.txt"
+read -r big_read _ < <(totals "$TMP/big.txt")
+big_seconds=$(elapsed)
+big_cpu=$(awk "BEGIN { print $(field "User time (seconds)") + $(field "System time (seconds)") }")
+rss_kb=$(field "Maximum resident set size")
+out_size=$(stat -c %s "$TMP/bigout/skype_video.pcap.parquet")
+echo "big capture: $size bytes, $big_read packets in ${big_seconds}s wall, ${big_cpu}s CPU, peak RSS $((rss_kb / 1024)) MB, output $out_size bytes"
+
+awk -v gp="$big_read" -v gs="$big_seconds" -v gc="$big_cpu" -v rp="$ref_packets" -v rs="$ref_seconds" -v rc="$ref_cpu" -v rss="$rss_kb" 'BEGIN {
+	printf "peak_rss_mb=%.0f\n", rss / 1024
+	printf "wall clock: go_packets_per_s=%.0f reference_packets_per_s=%.0f\n", gp / gs, rp / rs
+	g = gp / gc; r = rp / rc
+	printf "go_packets_per_s=%.0f reference_packets_per_s=%.0f ratio=%.0f\n", g, r, g / r
+}'
