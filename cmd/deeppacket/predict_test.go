@@ -1,0 +1,206 @@
+package main
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/csv"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/deeppacket/deeppacket/deeppacket"
+	"github.com/deeppacket/deeppacket/internal/testenv"
+)
+
+// goldenKept reads a golden file (see ../shared/README.md) and returns the
+// feature bytes of the kept packets by packet index, in capture order.
+func goldenKept(t *testing.T, path string) ([]int64, [][]byte) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r := bufio.NewReader(f)
+	magic := make([]byte, 8)
+	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != "DPGOLD1\n" {
+		t.Fatalf("%s: bad magic %q (%v)", path, magic, err)
+	}
+	var idx []int64
+	var feats [][]byte
+	for {
+		var hdr [7]byte
+		if _, err := io.ReadFull(r, hdr[:]); err == io.EOF {
+			return idx, feats
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		n := binary.LittleEndian.Uint16(hdr[5:])
+		b := make([]byte, n)
+		if _, err := io.ReadFull(r, b); err != nil {
+			t.Fatal(err)
+		}
+		if hdr[4] == 0 {
+			idx = append(idx, int64(binary.LittleEndian.Uint32(hdr[:4])))
+			feats = append(feats, b)
+		}
+	}
+}
+
+// TestPredictResNet runs predict with the reference's published ResNet over
+// an ISCX capture: one packet row per packet the reference keeps (its
+// golden file), each labelled as the model labels the reference's own
+// feature bytes, and flow rows that account for every packet.
+func TestPredictResNet(t *testing.T) {
+	model := testenv.Shared(t, "fixtures/reference_traffic_resnet.ckpt")
+	pcap := testenv.Shared(t, "pcaps/iscx/vpn_sftp.pcap")
+	wantIdx, feats := goldenKept(t, testenv.Shared(t, "golden/iscx/vpn_sftp.pcap.golden"))
+
+	// What the model says of the reference's own bytes.
+	m, err := deeppacket.Load(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	b := deeppacket.NewBatch(1500)
+	for _, f := range feats {
+		b.Add(f)
+	}
+	probs, err := deeppacket.Probabilities(m, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := m.OutputDim()
+
+	dir := t.TempDir()
+	out := filepath.Join(dir, "pred.csv")
+	if msg, err := runCLI(t, "predict", "--model", model, "--batch-size", "50", "-o", out, pcap); err != nil {
+		t.Fatalf("predict: %v\n%s", err, msg)
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(rows[0], ",") != strings.Join(predictColumns, ",") {
+		t.Fatalf("header %v", rows[0])
+	}
+	var packets, flowPackets int
+	flowsSeen := map[string]int{}
+	for _, r := range rows[1:] {
+		switch r[0] {
+		case "packet":
+			if packets >= len(wantIdx) {
+				t.Fatalf("more packet rows than the reference keeps (%d)", len(wantIdx))
+			}
+			idx, _ := strconv.ParseInt(r[2], 10, 64)
+			if idx != wantIdx[packets] {
+				t.Fatalf("packet row %d: index %d, the reference keeps %d", packets, idx, wantIdx[packets])
+			}
+			row := probs[packets*k : (packets+1)*k]
+			best := 0
+			for c := range row {
+				if row[c] > row[best] {
+					best = c
+				}
+			}
+			id, _ := strconv.Atoi(r[5])
+			p, _ := strconv.ParseFloat(r[7], 64)
+			if id != best || r[6] != m.Task().ClassName(best) || abs(p-float64(row[best])) > 1e-5 {
+				t.Errorf("packet %d: label %s %q p=%s, want %d %q p=%g", idx, r[5], r[6], r[7], best, m.Task().ClassName(best), row[best])
+			}
+			if r[4] != "" {
+				flowsSeen[r[4]]++
+			}
+			packets++
+		case "flow":
+			n, _ := strconv.Atoi(r[8])
+			if n != flowsSeen[r[4]] {
+				t.Errorf("flow %s: %d packets, %d packet rows", r[4], n, flowsSeen[r[4]])
+			}
+			flowPackets += n
+		default:
+			t.Fatalf("row kind %q", r[0])
+		}
+	}
+	if packets != len(wantIdx) || packets == 0 {
+		t.Fatalf("%d packet rows, the reference keeps %d", packets, len(wantIdx))
+	}
+	if len(flowsSeen) == 0 || flowPackets != packets {
+		t.Errorf("%d flows account for %d of %d packets", len(flowsSeen), flowPackets, packets)
+	}
+
+	// JSON lines carry the same packet rows.
+	jl := filepath.Join(dir, "pred.jsonl")
+	if msg, err := runCLI(t, "predict", "--model", model, "--format", "jsonl", "-o", jl, pcap); err != nil {
+		t.Fatalf("predict jsonl: %v\n%s", err, msg)
+	}
+	data, err := os.ReadFile(jl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jsonPackets int
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var r struct {
+			Row string `json:"row"`
+		}
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("bad JSON line %q: %v", line, err)
+		}
+		if r.Row == "packet" {
+			jsonPackets++
+		}
+	}
+	if jsonPackets != packets {
+		t.Errorf("jsonl has %d packet rows, csv %d", jsonPackets, packets)
+	}
+}
+
+func abs(x float64) float64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// TestExportInspectCommands: export writes both formats, which read back
+// (the PyTorch side is checked in package deeppacket), and inspect shows
+// the model.
+func TestExportInspectCommands(t *testing.T) {
+	model := testenv.Shared(t, "fixtures/reference_traffic_resnet.ckpt")
+	dir := t.TempDir()
+	ckpt := filepath.Join(dir, "m.ckpt")
+	if msg, err := runCLI(t, "export", model, "--format", "lightning", "-o", ckpt); err != nil {
+		t.Fatalf("%v\n%s", err, msg)
+	}
+	if msg, err := runCLI(t, "export", model, "--format", "torchscript", "-o", filepath.Join(dir, "m.pt")); err != nil {
+		t.Fatalf("%v\n%s", err, msg)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "m.pt")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runCLI(t, "export", model, "--format", "onnx", "-o", filepath.Join(dir, "m.onnx")); err == nil {
+		t.Error("export --format onnx should fail")
+	}
+	out, err := runCLI(t, "inspect", ckpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"kind               resnet", "traffic (12 outputs)", "reference", "global step        17592",
+		"parameters         38618", "c1_n_block", "conv1.0.basicblock_list.3.conv2.conv.weight"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("inspect output lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := runCLI(t, "inspect", testenv.Shared(t, "fixtures/malicious_reduce.ckpt")); err == nil || !strings.Contains(err.Error(), "posix.system") {
+		t.Errorf("inspect of the malicious file: %v", err)
+	}
+}
