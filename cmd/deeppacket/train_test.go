@@ -1,0 +1,149 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/deeppacket/deeppacket/internal/testenv"
+	"github.com/deeppacket/deeppacket/train"
+)
+
+// TestTrainSmallISCX runs the pipeline a user runs: preprocess the ISCX
+// captures with their labels, split by flow, train configs/small.yaml, then
+// evaluate the best checkpoint and the TorchScript export. The loss must
+// fall and the test macro-F1 be well above chance.
+func TestTrainSmallISCX(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains for about a minute")
+	}
+	iscx := testenv.Shared(t, "pcaps/iscx")
+	dir := t.TempDir()
+	pre, sets, run := filepath.Join(dir, "pre"), filepath.Join(dir, "sets"), filepath.Join(dir, "run")
+	if out, err := runCLI(t, "preprocess", "--labels", filepath.Join(iscx, "labels.tsv"), "-o", pre, iscx); err != nil {
+		t.Fatalf("preprocess: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, "split", "--split-by", "flow", "-o", sets, pre); err != nil {
+		t.Fatalf("split: %v\n%s", err, out)
+	}
+	app := filepath.Join(sets, "application_classification")
+	config := filepath.Join(testenv.RepoRoot(t), "configs", "small.yaml")
+	out, err := runCLI(t, "train", "--config", config, "--threads", "2",
+		"--set", "data.train="+filepath.Join(app, "train.parquet"), "--set", "data.test="+filepath.Join(app, "test.parquet"), "-o", run)
+	if err != nil {
+		t.Fatalf("train: %v\n%s", err, out)
+	}
+	epochs := readJSONLines[train.EpochMetrics](t, filepath.Join(run, train.MetricsJSONL))
+	if len(epochs) < 5 {
+		t.Fatalf("%d epochs in metrics.jsonl, want at least 5", len(epochs))
+	}
+	first, last := epochs[0].TrainLoss, epochs[len(epochs)-1].TrainLoss
+	if !(last < 0.7*first) {
+		t.Errorf("train loss went from %.4f to %.4f: want a fall of 30%% or more", first, last)
+	}
+	var report train.Report
+	readJSON(t, filepath.Join(run, train.TestReportDir, train.ReportJSON), &report)
+	chance := 1 / float64(len(report.Classes))
+	t.Logf("loss %.3f → %.3f; test accuracy %.3f, macro-F1 %.3f (chance %.3f)", first, last, report.Accuracy, report.Macro.F1, chance)
+	if report.Macro.F1 < 2.5*chance {
+		t.Errorf("test macro-F1 %.3f is not clearly above chance (%.3f)", report.Macro.F1, chance)
+	}
+	if report.Flows == nil || report.Flows.Count == 0 {
+		t.Error("no per-flow results for a set that records flows")
+	}
+	for _, name := range []string{train.ConfigFile, train.MetricsCSV, train.LossCurvePNG, train.TorchScriptPT,
+		filepath.Join(train.CheckpointDir, train.LastCheckpoint), filepath.Join(train.CheckpointDir, train.BestCheckpoint),
+		filepath.Join(train.TestReportDir, train.ConfusionPNG), filepath.Join(train.TestReportDir, train.ReportCSV)} {
+		if info, err := os.Stat(filepath.Join(run, name)); err != nil || info.Size() == 0 {
+			t.Errorf("run folder lacks %s: %v", name, err)
+		}
+	}
+
+	// evaluate gives the same numbers from the checkpoint and from the
+	// TorchScript export of the same weights.
+	var fromCkpt, fromScript train.Report
+	for _, c := range []struct {
+		model  string
+		report *train.Report
+	}{{filepath.Join(run, train.CheckpointDir, train.BestCheckpoint), &fromCkpt}, {filepath.Join(run, train.TorchScriptPT), &fromScript}} {
+		evalDir := filepath.Join(dir, "eval-"+filepath.Ext(c.model)[1:])
+		out, err := runCLI(t, "evaluate", "--model", c.model, "--format", "json", "-o", evalDir, filepath.Join(app, "test.parquet"))
+		if err != nil {
+			t.Fatalf("evaluate %s: %v\n%s", c.model, err, out)
+		}
+		if err := json.Unmarshal([]byte(out[:strings.LastIndex(out, "}")+1]), c.report); err != nil {
+			t.Fatalf("evaluate --format json: %v\n%s", err, out)
+		}
+		if _, err := os.Stat(filepath.Join(evalDir, train.ConfusionPNG)); err != nil {
+			t.Error(err)
+		}
+	}
+	if fromCkpt.Accuracy != report.Accuracy || fromScript.Accuracy != report.Accuracy || fromCkpt.Macro.F1 != fromScript.Macro.F1 {
+		t.Errorf("accuracy: train's test %v, evaluate checkpoint %v, TorchScript %v", report.Accuracy, fromCkpt.Accuracy, fromScript.Accuracy)
+	}
+	table, err := runCLI(t, "evaluate", "--model", filepath.Join(run, train.TorchScriptPT), filepath.Join(app, "test.parquet"))
+	if err != nil || !strings.Contains(table, "macro avg") || !strings.Contains(table, report.Classes[0].Name) {
+		t.Errorf("evaluate table (%v):\n%s", err, table)
+	}
+}
+
+func readJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+func readJSONLines[T any](t *testing.T, path string) []T {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []T
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var v T
+		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// TestTrainConfigErrors: a typo or a bad value is refused before training.
+func TestTrainConfigErrors(t *testing.T) {
+	config := filepath.Join(testenv.RepoRoot(t), "configs", "small.yaml")
+	dir := t.TempDir()
+	typo := filepath.Join(dir, "typo.yaml")
+	os.WriteFile(typo, []byte("model:\n  c1_kernal_size: 4\n"), 0o644)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"typo in --set", []string{"--config", config, "--set", "early_stoping.patience=5"}, `did you mean "early_stopping.patience"?`},
+		{"typo in file", []string{"--config", typo}, `did you mean "model.c1_kernel_size"?`},
+		{"bad kind", []string{"--config", config, "--set", "model.kind=rnn"}, `model.kind "rnn"`},
+		{"val monitor without validation", []string{"--config", config, "--set", "early_stopping.monitor=val_loss"}, "needs validation_fraction"},
+		{"missing data", []string{"--config", config, "--set", "data.train=" + filepath.Join(dir, "nope")}, "nope"},
+		{"no config", nil, "--config FILE is required"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := runCLI(t, append([]string{"train", "-o", filepath.Join(dir, "run")}, tc.args...)...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want one containing %q\n%s", err, tc.want, out)
+			}
+		})
+	}
+}
