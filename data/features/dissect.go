@@ -495,10 +495,10 @@ func dnsName(s []byte, pos int) int {
 			if after < 0 {
 				after = pos + 1
 			}
-			if pos >= len(s) {
+			if pos >= len(s) || -pos > len(s) {
 				break
 			}
-			pos = (c&^0xc0)<<8 + int(s[pos]) - 12
+			pos = (c&^0xc0)<<8 + int(s[index(s, pos)]) - 12
 			if seen++; seen > 64 {
 				break // scapy stops at a pointer loop
 			}

@@ -25,7 +25,8 @@ func flowID(frame []byte, d *dissection) int64 {
 	if d.udp >= 0 && (l4 < 0 || d.udp < l4) {
 		l4 = d.udp
 	}
-	if l4 >= 0 {
+	// A TCP header cut at a field boundary may lack its ports.
+	if l4 >= 0 && l4+4 <= len(frame) {
 		pa, pb = binary.BigEndian.Uint16(frame[l4:]), binary.BigEndian.Uint16(frame[l4+2:])
 	}
 	if c := bytes.Compare(a, b); c > 0 || c == 0 && pa > pb {
