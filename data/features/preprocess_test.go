@@ -183,3 +183,37 @@ func BenchmarkTransform(b *testing.B) {
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "packets/s")
 }
+
+// TestRobustnessCorpus runs both layouts over every awkward capture of the
+// shared corpus: each is read to its end or refused, with an error that
+// names the file, and never crashes.
+func TestRobustnessCorpus(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join(testenv.Shared(t, "pcaps/robustness"), "*", "*"))
+	if len(files) < 50 {
+		t.Fatalf("%d files: want the whole corpus", len(files))
+	}
+	refused := 0
+	for _, layout := range []features.Layout{features.LayoutReference, features.LayoutPaper} {
+		tr := features.New(features.Options{Layout: layout, MaskPorts: layout == features.LayoutPaper})
+		for _, f := range files {
+			st, err := features.Each(context.Background(), f, tr, nil, func(p *features.Packet) error {
+				if len(p.Feature) > features.DefaultSignalLength {
+					t.Fatalf("%s: %d feature bytes", f, len(p.Feature))
+				}
+				return nil
+			})
+			if err == nil {
+				continue
+			}
+			var d *capture.DamageError
+			if !errors.Is(err, features.ErrLinkType) && !errors.As(err, &d) || !bytes.Contains([]byte(err.Error()), []byte(filepath.Base(f))) {
+				t.Errorf("%s: %v (after %d packets)", f, err, st.Read)
+			}
+			refused++
+		}
+	}
+	// nflog, PKTAP, C-HDLC, IPoIB, PPP and vsock captures, in both layouts.
+	if refused != 12 {
+		t.Errorf("%d captures refused, want 12", refused)
+	}
+}
