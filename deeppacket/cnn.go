@@ -41,8 +41,9 @@ func newCNN(b base) (*CNN, error) {
 }
 
 func (m *CNN) features(x *torch.Tensor) *torch.Tensor {
-	return m.pool.Forward(m.conv2.Forward(m.conv1.Forward(x)))
+	y := then(m.conv1.Forward(x), x, m.conv2.Forward)
+	return then(y, x, m.pool.Forward)
 }
 
 // Forward maps [batch, 1, signal_length] to logits [batch, output_dim].
-func (m *CNN) Forward(x *torch.Tensor) *torch.Tensor { return m.head.Forward(m.features(x)) }
+func (m *CNN) Forward(x *torch.Tensor) *torch.Tensor { return then(m.features(x), x, m.head.Forward) }

@@ -50,11 +50,14 @@ func newResNet(b base) (*ResNet, error) {
 }
 
 func (m *ResNet) features(x *torch.Tensor) *torch.Tensor {
-	return m.pool.Forward(m.net.Forward(x).ReLU())
+	y := then(m.net.Forward(x), x, (*torch.Tensor).ReLU)
+	return then(y, x, m.pool.Forward)
 }
 
 // Forward maps [batch, 1, signal_length] to logits [batch, output_dim].
-func (m *ResNet) Forward(x *torch.Tensor) *torch.Tensor { return m.head.Forward(m.features(x)) }
+func (m *ResNet) Forward(x *torch.Tensor) *torch.Tensor {
+	return then(m.features(x), x, m.head.Forward)
+}
 
 // samePad pads the last axis with zeros as the reference's "SAME" conv and
 // max pool do: total max(0, (ceil(L/s)-1)*s + k - L), the left half rounded
@@ -90,7 +93,7 @@ func newSameConv(p torch.Path, in, out, kernel, stride, groups int64) (*sameConv
 }
 
 func (c *sameConv) Forward(x *torch.Tensor) *torch.Tensor {
-	return c.conv.Forward(samePad(x, c.kernel, c.stride))
+	return then(samePad(x, c.kernel, c.stride), x, c.conv.Forward)
 }
 
 // basicBlock is the reference's BasicBlock with use_bn and use_do on.
@@ -130,24 +133,50 @@ func newBasicBlock(p torch.Path, in, out, kernel, stride, groups int64, downsamp
 }
 
 func (b *basicBlock) Forward(x *torch.Tensor) *torch.Tensor {
-	identity := x
 	out := x
 	if !b.first {
-		out = b.do1.Forward(b.bn1.Forward(out).ReLU())
+		out = then(out, x, b.bn1.Forward)
+		out = then(out, x, (*torch.Tensor).ReLU)
+		out = then(out, x, b.do1.Forward)
 	}
-	out = b.conv1.Forward(out)
-	out = b.conv2.Forward(b.do2.Forward(b.bn2.Forward(out).ReLU()))
+	out = then(out, x, b.conv1.Forward)
+	out = then(out, x, b.bn2.Forward)
+	out = then(out, x, (*torch.Tensor).ReLU)
+	out = then(out, x, b.do2.Forward)
+	out = then(out, x, b.conv2.Forward)
+	identity := x
 	if b.downsample {
 		// CustomMaxPool1d: SAME padding computed with stride 1 (k-1 zeros),
 		// then MaxPool1d(k) with its default stride k.
-		identity = samePad(identity, b.stride, 1).MaxPool1d(torch.MaxPool1dOptions{Kernel: b.stride})
+		identity = then(identity, x, func(t *torch.Tensor) *torch.Tensor { return samePad(t, b.stride, 1) })
+		identity = then(identity, x, func(t *torch.Tensor) *torch.Tensor {
+			return t.MaxPool1d(torch.MaxPool1dOptions{Kernel: b.stride})
+		})
 	}
 	if b.out != b.in {
 		// Zero channels, half before and the rest after.
 		ch1 := (b.out - b.in) / 2
-		identity = identity.Pad([]int64{0, 0, ch1, b.out - b.in - ch1}, 0)
+		identity = then(identity, x, func(t *torch.Tensor) *torch.Tensor { return t.Pad([]int64{0, 0, ch1, b.out - b.in - ch1}, 0) })
 	}
-	return out.Add(identity)
+	sum := out.Add(identity)
+	then(out, x, nil)
+	then(identity, x, nil)
+	return sum
+}
+
+// then is f(t), freeing t unless it is keep (the caller's input). A forward
+// pass so holds a few activations at a time instead of all of them until its
+// scope closes; autograd keeps its own references to what backward needs,
+// so this is safe in training too. A nil f only frees t.
+func then(t, keep *torch.Tensor, f func(*torch.Tensor) *torch.Tensor) *torch.Tensor {
+	var y *torch.Tensor
+	if f != nil {
+		y = f(t)
+	}
+	if t != keep && t != y {
+		t.Free()
+	}
+	return y
 }
 
 // resNet1d is the reference's ResNet1d (from hsd1503's resnet1d).
@@ -204,10 +233,14 @@ func newResNet1d(p torch.Path, baseFilters, kernel, stride, groups, nBlock, nCla
 }
 
 func (r *resNet1d) Forward(x *torch.Tensor) *torch.Tensor {
-	out := r.firstBN.Forward(r.firstConv.Forward(x)).ReLU()
+	out := then(x, x, r.firstConv.Forward)
+	out = then(out, x, r.firstBN.Forward)
+	out = then(out, x, (*torch.Tensor).ReLU)
 	for _, b := range r.blocks {
-		out = b.Forward(out)
+		out = then(out, x, b.Forward)
 	}
-	out = r.final.Forward(out).ReLU().Mean(false, -1)
-	return r.dense.Forward(out)
+	out = then(out, x, r.final.Forward)
+	out = then(out, x, (*torch.Tensor).ReLU)
+	out = then(out, x, func(t *torch.Tensor) *torch.Tensor { return t.Mean(false, -1) })
+	return then(out, x, r.dense.Forward)
 }

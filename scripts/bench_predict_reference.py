@@ -1,0 +1,72 @@
+#!/usr/bin/python3
+"""Time the reference path from capture to label: the reference's scapy
+transform (bench_preprocess_reference.py's, the seed's steps) and the same
+model in PyTorch, eval mode, batches of 1024, softmax and argmax.
+
+Usage: bench_predict_reference.py CHECKPOINT CAPTURE...
+
+The model is the reference's module as written to the spec in
+deeppacket/testdata/check_export.py (CNN or ResNet, told by the
+state_dict's keys), loaded with torch.load and
+load_state_dict(strict=True). Prints one line: reference_packets=N
+reference_kept=K reference_seconds=S reference_cpu_seconds=C
+"""
+import os
+import sys
+import time
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "deeppacket", "testdata"))
+from bench_preprocess_reference import transform  # noqa: E402
+from check_export import CNN, ResNet  # noqa: E402
+from scapy.utils import rdpcap  # noqa: E402
+
+BATCH = 1024
+
+
+def main(ckpt, paths):
+    torch.set_num_threads(1)
+    start, cpu = time.perf_counter(), time.process_time()
+    # weights_only=True cannot read Lightning checkpoints in torch 1.13 (BINFLOAT);
+    # the fixture is trusted.
+    ck = torch.load(ckpt, map_location="cpu")
+    sd = ck["state_dict"]
+    cls = ResNet if "conv1.0.first_block_conv.conv.weight" in sd else CNN
+    model = cls(**ck["hyper_parameters"])
+    model.load_state_dict(sd, strict=True)
+    model.eval()
+    packets = kept = 0
+    labels = []
+    batch = []
+
+    def flush():
+        if not batch:
+            return
+        x = torch.zeros(len(batch), 1, 1500)
+        for i, b in enumerate(batch):
+            x[i, 0, : len(b)] = torch.frombuffer(bytearray(b), dtype=torch.uint8).float() / 255
+        with torch.no_grad():
+            labels.extend(torch.softmax(model(x), 1).argmax(1).tolist())
+        batch.clear()
+
+    for path in paths:
+        for pkt in rdpcap(path):
+            packets += 1
+            feature = transform(pkt)
+            if feature is None:
+                continue
+            kept += 1
+            batch.append(feature)
+            if len(batch) == BATCH:
+                flush()
+        flush()
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    assert len(labels) == kept
+    print(f"reference_packets={packets} reference_kept={kept} reference_seconds={seconds:.3f} reference_cpu_seconds={cpu:.3f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2:])
