@@ -1,0 +1,370 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/deeppacket/deeppacket/data/dataset"
+	"github.com/deeppacket/deeppacket/data/loader"
+	"github.com/deeppacket/deeppacket/deeppacket"
+	"github.com/deeppacket/deeppacket/internal/testenv"
+	"github.com/deeppacket/deeppacket/torch"
+)
+
+// writeSet writes a compact set of n rows whose bytes depend on the label
+// (so that a model can learn them) at dir/name.parquet.
+func writeSet(t *testing.T, dir, name string, n, classes int, seed uint64) string {
+	t.Helper()
+	path := filepath.Join(dir, name+".parquet")
+	w, err := dataset.CreateSet(path, dataset.Compact, 1500, dataset.SetWriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	rng := rand.New(rand.NewPCG(seed, 7))
+	samples := make([]dataset.Sample, n)
+	for i := range samples {
+		label := i % classes
+		f := make([]byte, 40+rng.IntN(200))
+		for j := range f {
+			f[j] = byte(rng.IntN(256))
+		}
+		for j := 0; j < len(f); j += 9 {
+			f[j] = byte(label * 13)
+		}
+		samples[i] = dataset.Sample{Feature: f, Label: int64(label), Source: "synthetic.pcap", Index: int64(i), Flow: int64(i / 4)}
+	}
+	part := w.Part(0)
+	if err := part.Write(samples); err != nil {
+		t.Fatal(err)
+	}
+	if err := part.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// smallConfig is a fast CNN run on the set at train.
+func smallConfig(train string, epochs int) Config {
+	cfg := DefaultConfig()
+	cfg.Data.Train = train
+	cfg.Model.C1OutputDim, cfg.Model.C2OutputDim = 32, 32
+	cfg.Epochs = epochs
+	cfg.Threads = 2
+	cfg.Checkpoint.TorchScript = false
+	return cfg
+}
+
+// TestParityWithPyTorch trains the reference CNN with small hyperparameters
+// for 100 steps and PyTorch does the same on the batches the loader gave,
+// from the same seed: the losses agree within 1e-4.
+func TestParityWithPyTorch(t *testing.T) {
+	python := testenv.Python(t)
+	dir := t.TempDir()
+	cfg := smallConfig(writeSet(t, dir, "train", 1600, 17, 1), 1)
+	if _, err := Train(context.Background(), cfg, Options{RunDir: filepath.Join(dir, "run")}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(filepath.Join(dir, "run", MetricsCSV))
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps, goLosses, err := readMetricsCSV(f)
+	f.Close()
+	if err != nil || len(goLosses) != 100 || steps[99] != 100 {
+		t.Fatalf("metrics.csv: %d steps (%v), want 100", len(goLosses), err)
+	}
+
+	// The batches of epoch 0, as the trainer's loader gave them.
+	l, err := loader.Open(cfg.Data.Train, loaderOptions(cfg, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var xs []float32
+	var ys []int64
+	e := l.Epoch(0)
+	for {
+		b, err := e.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		xs = append(xs, b.Features...)
+		ys = append(ys, b.Labels[:b.Size]...)
+	}
+	m := cfg.Model
+	in := map[string]*torch.Tensor{
+		"x":       torch.FromSlice(nil, xs, []int64{100, 16, 1, 1500}, torch.CPU),
+		"y":       torch.FromSlice(nil, ys, []int64{100, 16}, torch.CPU),
+		"hparams": torch.FromSlice(nil, []int64{m.C1OutputDim, m.C1KernelSize, m.C1Stride, m.C2OutputDim, m.C2KernelSize, m.C2Stride, m.OutputDim, m.SignalLength}, []int64{8}, torch.CPU),
+		"seed":    torch.FromSlice(nil, []int64{int64(cfg.Seed)}, []int64{1}, torch.CPU),
+		"threads": torch.FromSlice(nil, []int64{int64(cfg.Threads)}, []int64{1}, torch.CPU),
+	}
+	for _, v := range in {
+		defer v.Free()
+	}
+	inPath, outPath := filepath.Join(dir, "in.pt"), filepath.Join(dir, "out.pt")
+	if err := torch.SaveTensors(inPath, in); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(python, "testdata/parity_train.py", inPath, outPath).CombinedOutput(); err != nil {
+		t.Fatalf("parity_train.py: %v\n%s", err, out)
+	}
+	res, err := torch.LoadTensors(outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pyLosses, err := res["losses"].Float64s()
+	for _, v := range res {
+		v.Free()
+	}
+	if err != nil || len(pyLosses) != 100 {
+		t.Fatalf("PyTorch gave %d losses (%v)", len(pyLosses), err)
+	}
+	worst := 0.0
+	for i := range goLosses {
+		d := math.Abs(goLosses[i] - pyLosses[i])
+		if d > 1e-4 || math.IsNaN(d) {
+			t.Fatalf("step %d: loss %.8f, PyTorch %.8f (|diff| %g > 1e-4)", i+1, goLosses[i], pyLosses[i], d)
+		}
+		worst = max(worst, d)
+	}
+	if !(goLosses[99] < goLosses[0]) {
+		t.Errorf("loss did not fall: %.4f → %.4f", goLosses[0], goLosses[99])
+	}
+	t.Logf("100 steps: loss %.4f → %.4f, largest difference from PyTorch %.2g", goLosses[0], goLosses[99], worst)
+}
+
+// TestResume stops a run after its first epoch, resumes it from last.ckpt
+// in a fresh trainer, and checks that it ends with the weights, optimiser
+// state and metrics of a run that was never interrupted.
+func TestResume(t *testing.T) {
+	dir := t.TempDir()
+	cfg := smallConfig(writeSet(t, dir, "train", 160, 5, 2), 3)
+	cfg.Model.OutputDim = 5
+	cfg.Model.C1OutputDim, cfg.Model.C2OutputDim = 8, 8
+	cfg.ValidationFrac = 0.2
+	cfg.Checkpoint.Monitor = "val_loss"
+	whole, parts := filepath.Join(dir, "whole"), filepath.Join(dir, "parts")
+	if _, err := Train(context.Background(), cfg, Options{RunDir: whole}); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	_, err := Train(ctx, cfg, Options{RunDir: parts, OnEpochEnd: func(m EpochMetrics) {
+		if m.Epoch == 0 {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("stopped run: %v, want context.Canceled", err)
+	}
+	ck, err := deeppacket.ReadCheckpoint(filepath.Join(parts, CheckpointDir, LastCheckpoint))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ck.Epoch != 0 || ck.GlobalStep != 8 {
+		t.Errorf("checkpoint after the first epoch: epoch %d step %d, want 0 and 8", ck.Epoch, ck.GlobalStep)
+	}
+	ck.Close()
+	res, err := Train(context.Background(), cfg, Options{RunDir: parts, Resume: filepath.Join(parts, CheckpointDir, LastCheckpoint)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Epochs) != 3 || res.GlobalStep != 24 {
+		t.Fatalf("resumed run: %d epochs, %d steps; want 3 and 24", len(res.Epochs), res.GlobalStep)
+	}
+
+	for _, name := range []string{LastCheckpoint, BestCheckpoint} {
+		a, err := deeppacket.ReadCheckpoint(filepath.Join(whole, CheckpointDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := deeppacket.ReadCheckpoint(filepath.Join(parts, CheckpointDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Epoch != b.Epoch || a.GlobalStep != b.GlobalStep {
+			t.Errorf("%s: epoch/step %d/%d, uninterrupted %d/%d", name, b.Epoch, b.GlobalStep, a.Epoch, a.GlobalStep)
+		}
+		for _, key := range a.Names {
+			if eq, err := a.StateDict[key].Equal(b.StateDict[key]); err != nil || !eq {
+				t.Errorf("%s: %s differs from the uninterrupted run's (%v)", name, key, err)
+			}
+		}
+		as, bs := adamMoments(t, a), adamMoments(t, b)
+		for i := range as {
+			if eq, err := as[i].Equal(bs[i]); err != nil || !eq {
+				t.Errorf("%s: Adam moment %d differs from the uninterrupted run's", name, i)
+			}
+		}
+		a.Close()
+		b.Close()
+	}
+	for _, name := range []string{MetricsJSONL, MetricsCSV} {
+		a, _ := os.ReadFile(filepath.Join(whole, name))
+		b, _ := os.ReadFile(filepath.Join(parts, name))
+		// Seconds and rates differ; steps, epochs and losses must not.
+		if got, want := lossColumns(string(b)), lossColumns(string(a)); !slices.Equal(got, want) || len(want) == 0 {
+			t.Errorf("%s differs from the uninterrupted run's:\n%s\nwant\n%s", name, b, a)
+		}
+	}
+}
+
+// lossColumns keeps, per line, what a rerun must reproduce exactly.
+func lossColumns(doc string) []string {
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(doc), "\n") {
+		if strings.HasPrefix(line, "{") {
+			i := strings.Index(line, `"lr"`)
+			out = append(out, line[:i])
+			continue
+		}
+		f := strings.Split(line, ",")
+		out = append(out, strings.Join(f[:3], ","))
+	}
+	return out
+}
+
+func adamMoments(t *testing.T, ck *deeppacket.Checkpoint) []*torch.Tensor {
+	t.Helper()
+	v, _ := ck.Extra.Get("optimizer_states")
+	list, ok := v.([]any)
+	if !ok || len(list) != 1 {
+		t.Fatalf("optimizer_states: %T", v)
+	}
+	st, _ := list[0].(*torch.Dict).Get("state")
+	var out []*torch.Tensor
+	for _, s := range st.(*torch.Dict).Values {
+		for _, k := range []string{"exp_avg", "exp_avg_sq"} {
+			m, _ := s.(*torch.Dict).Get(k)
+			out = append(out, m.(*torch.Tensor))
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("no Adam state in the checkpoint")
+	}
+	return out
+}
+
+// TestBadInput: a label outside output_dim, a missing set and a loss that
+// becomes NaN give clear errors, and checkpoints already written stay
+// usable.
+func TestBadInput(t *testing.T) {
+	dir := t.TempDir()
+	set := writeSet(t, dir, "train", 64, 20, 3)
+	cfg := smallConfig(set, 1)
+	cfg.Model.C1OutputDim, cfg.Model.C2OutputDim = 4, 4
+	_, err := Train(context.Background(), cfg, Options{RunDir: filepath.Join(dir, "labels")})
+	if err == nil || !strings.Contains(err.Error(), "label") || !strings.Contains(err.Error(), set) {
+		t.Errorf("labels 17..19 with output_dim 17: %v, want an error naming the label and the file", err)
+	}
+
+	cfg.Data.Train = filepath.Join(dir, "missing.parquet")
+	if _, err := Train(context.Background(), cfg, Options{RunDir: filepath.Join(dir, "missing")}); err == nil || !strings.Contains(err.Error(), "missing.parquet") {
+		t.Errorf("missing set: %v", err)
+	}
+
+	cfg = smallConfig(writeSet(t, dir, "ok", 64, 5, 4), 1)
+	cfg.Model.OutputDim = 5
+	cfg.Model.C1OutputDim, cfg.Model.C2OutputDim = 4, 4
+	run := filepath.Join(dir, "nan")
+	if _, err := Train(context.Background(), cfg, Options{RunDir: run}); err != nil {
+		t.Fatal(err)
+	}
+	last := filepath.Join(run, CheckpointDir, LastCheckpoint)
+	cfg.Epochs = 3
+	cfg.Optimizer.LR = 1e38
+	_, err = Train(context.Background(), cfg, Options{RunDir: run, Resume: last})
+	if !errors.Is(err, ErrNaNLoss) || !strings.Contains(err.Error(), "epoch 1") || !strings.Contains(err.Error(), last) {
+		t.Fatalf("lr 1e38: %v, want a non-finite loss in epoch 1 naming the intact checkpoint", err)
+	}
+	m, err := deeppacket.Load(last)
+	if err != nil {
+		t.Fatalf("the checkpoint written before the NaN: %v", err)
+	}
+	m.Close()
+}
+
+func TestEarlyStopping(t *testing.T) {
+	tests := []struct {
+		name     string
+		cfg      EarlyStoppingConfig
+		values   []float64
+		stopAt   int // epoch of the stop, -1 for none
+		improved []bool
+	}{
+		{"lightning defaults", EarlyStoppingConfig{Monitor: "train_loss", Mode: "min", Patience: 3},
+			[]float64{3, 2, 2, 2.5, 2}, 4, []bool{true, true, false, false, false}},
+		{"keeps going while improving", EarlyStoppingConfig{Monitor: "train_loss", Mode: "min", Patience: 1},
+			[]float64{3, 2, 1}, -1, []bool{true, true, true}},
+		{"min_delta", EarlyStoppingConfig{Monitor: "train_loss", Mode: "min", Patience: 2, MinDelta: 0.5},
+			[]float64{3, 2.7, 2.6, 1}, 2, []bool{true, false, false}},
+		{"max", EarlyStoppingConfig{Monitor: "val_acc", Mode: "max", Patience: 1},
+			[]float64{0.5, 0.6, 0.6}, 2, []bool{true, true, false}},
+		{"nan stops", EarlyStoppingConfig{Monitor: "train_loss", Mode: "min", Patience: 3},
+			[]float64{3, math.NaN()}, 1, []bool{true, false}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEarlyStopping(tc.cfg)
+			stop := -1
+			for i, v := range tc.values {
+				if got := e.update(v, i); got != tc.improved[i] {
+					t.Errorf("epoch %d: improved %v, want %v", i, got, tc.improved[i])
+				}
+				if e.stopped {
+					stop = i
+					break
+				}
+			}
+			if stop != tc.stopAt {
+				t.Errorf("stopped at epoch %d, want %d", stop, tc.stopAt)
+			}
+		})
+	}
+}
+
+// TestScores checks the report against numbers worked out by hand (as
+// sklearn's classification_report gives them).
+func TestScores(t *testing.T) {
+	labels := []int64{0, 0, 0, 1, 1, 2}
+	preds := []int64{0, 0, 1, 1, 2, 2}
+	r := score(labels, preds, []string{"a", "b", "c"})
+	near := func(got, want float64) bool { return math.Abs(got-want) < 1e-12 }
+	if !near(r.Accuracy, 4.0/6) {
+		t.Errorf("accuracy %v", r.Accuracy)
+	}
+	want := []Scores{{1, 2.0 / 3, 0.8, 3}, {0.5, 0.5, 0.5, 2}, {0.5, 1, 2.0 / 3, 1}}
+	for i, c := range r.Classes {
+		w := want[i]
+		if !near(c.Precision, w.Precision) || !near(c.Recall, w.Recall) || !near(c.F1, w.F1) || c.Support != w.Support {
+			t.Errorf("class %s: %+v, want %+v", c.Name, c.Scores, w)
+		}
+	}
+	if !near(r.Macro.F1, (0.8+0.5+2.0/3)/3) || !near(r.Weighted.F1, (3*0.8+2*0.5+2.0/3)/6) {
+		t.Errorf("macro F1 %v, weighted %v", r.Macro.F1, r.Weighted.F1)
+	}
+	if !slices.Equal(r.Confusion[0], []int64{2, 1, 0}) || !slices.Equal(r.Confusion[1], []int64{0, 1, 1}) {
+		t.Errorf("confusion %v", r.Confusion)
+	}
+	fl, fp := flowVotes([]string{"x", "x", "x", "y", "y", "z"}, labels, preds)
+	if !slices.Equal(fl, []int64{0, 1, 2}) || !slices.Equal(fp, []int64{0, 1, 2}) {
+		t.Errorf("flow votes %v %v (ties go to the lower class)", fl, fp)
+	}
+}
