@@ -12,8 +12,9 @@ import (
 // 17 outputs, 1500 bytes.
 var appCNN = []int64{200, 4, 3, 200, 5, 1, 17, 1500}
 
-// trainBatch is a fixed batch of 16 packets and labels.
-func trainBatch(s *Scope) (*Tensor, *Tensor) {
+// trainBatch is a fixed batch of 16 packets and labels, as Go slices the way
+// a loader delivers them.
+func trainBatch() ([]float32, []int64) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	x := make([]float32, 16*1500)
 	for i := range x {
@@ -23,7 +24,7 @@ func trainBatch(s *Scope) (*Tensor, *Tensor) {
 	for i := range y {
 		y[i] = int64(rng.IntN(17))
 	}
-	return FromSlice(s, x, []int64{16, 1, 1500}, CPU), FromSlice(s, y, []int64{16}, CPU)
+	return x, y
 }
 
 func benchThreads() {
@@ -32,12 +33,13 @@ func benchThreads() {
 	}
 }
 
-// trainStep is one optimisation step in its own scope.
-func trainStep(b *testing.B, m *refCNN, opt *Adam, x, y *Tensor, s *Scope) {
+// trainStep is one optimisation step as a trainer runs it: the batch is
+// copied into tensors of the step's scope, which is closed at the end.
+func trainStep(b *testing.B, m *refCNN, opt *Adam, x []float32, y []int64, s *Scope) {
 	if err := opt.ZeroGrad(); err != nil {
 		b.Fatal(err)
 	}
-	loss := m.Forward(x).CrossEntropy(y)
+	loss := m.Forward(FromSlice(s, x, []int64{16, 1, 1500}, CPU)).CrossEntropy(FromSlice(s, y, []int64{16}, CPU))
 	if err := loss.Backward(); err != nil {
 		b.Fatal(err)
 	}
@@ -63,9 +65,7 @@ func BenchmarkTrainStep(b *testing.B) {
 	config.Fused = os.Getenv("DEEPPACKET_ADAM_FUSED") != "0"
 	opt := NewAdam(m.store.Parameters(), config)
 	defer opt.Close()
-	data := NewScope()
-	defer data.Close()
-	x, y := trainBatch(data)
+	x, y := trainBatch()
 	step := NewScope()
 	trainStep(b, m, opt, x, y, step) // warm-up: allocates Adam state
 	b.ResetTimer()
@@ -106,9 +106,7 @@ func BenchmarkTrainMemory(b *testing.B) {
 	defer m.store.Close()
 	opt := NewAdam(m.store.Parameters(), DefaultAdam())
 	defer opt.Close()
-	data := NewScope()
-	defer data.Close()
-	x, y := trainBatch(data)
+	x, y := trainBatch()
 	step := NewScope()
 	var at300 float64
 	for i := 1; i <= steps; i++ {

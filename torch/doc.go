@@ -28,6 +28,9 @@
 //     operation belongs to the scope of its first operand that has one. A
 //     training step opens a scope, runs forward, backward and the optimiser,
 //     and closes it: every intermediate is freed at that moment.
+//   - So the step's inputs must be made in the step's scope (a batch is copied
+//     into it with FromSlice). An operation whose first scoped operand lives
+//     in a long-lived scope puts its result there, not in the step's scope.
 //   - Tensors that outlive a step (parameters, optimiser state) have no scope
 //     and are freed by their owner's Close (Store.Close, Adam.Close) or by
 //     Tensor.Free. Scope.Keep takes a tensor out of its scope.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -148,5 +149,30 @@ func TestRoundTripThroughPickle(t *testing.T) {
 	defer loaded.Free()
 	if eq, err := loaded.Equal(w); err != nil || !eq {
 		t.Errorf("tensor came back as %v (%v)", loaded, err)
+	}
+}
+
+// Layers hold their parameters' *Tensor values; moving the store must keep
+// those values valid.
+func TestStoreToKeepsTensorValues(t *testing.T) {
+	store := NewStore()
+	defer store.Close()
+	lin, err := NewLinear(store.Root().Sub("fc"), 3, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := lin.Weight.Float32s()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.To(CPU); err != nil {
+		t.Fatal(err)
+	}
+	after, err := lin.Weight.Float32s()
+	if err != nil {
+		t.Fatalf("layer's weight after To: %v", err)
+	}
+	if !slices.Equal(before, after) || !lin.Weight.RequiresGrad() {
+		t.Errorf("weight after To: %v (requires grad %v), before %v", after, lin.Weight.RequiresGrad(), before)
 	}
 }

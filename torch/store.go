@@ -73,7 +73,8 @@ func (s *Store) Training() bool { return s.training }
 // Device is where the variables live.
 func (s *Store) Device() Device { return s.device }
 
-// To moves every variable to device, keeping names and requires_grad.
+// To moves every variable to device, keeping names and requires_grad. Each
+// *Tensor stays the same Go value (layers hold them), only its storage moves.
 func (s *Store) To(device Device) error {
 	for _, v := range s.vars {
 		moved := v.Tensor.To(device).Detach()
@@ -85,8 +86,7 @@ func (s *Store) To(device Device) error {
 				return fmt.Errorf("move %s: %w", v.Name, err)
 			}
 		}
-		v.Tensor.Free()
-		v.Tensor = moved
+		v.Tensor.swap(moved)
 	}
 	s.device = device
 	return nil

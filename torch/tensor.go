@@ -71,6 +71,13 @@ func (t *Tensor) Free() {
 	t.h = nil
 }
 
+// swap frees t's storage and makes t hold other's instead; other is left
+// empty (its Free does nothing).
+func (t *Tensor) swap(other *Tensor) {
+	t.Free()
+	t.h, other.h = other.h, nil
+}
+
 // Scope owns tensors until Close frees them all; see the package doc.
 type Scope struct {
 	mu      sync.Mutex
