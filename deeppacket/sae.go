@@ -108,7 +108,7 @@ func (m *SAE) Pretrainer(layer int) (*Pretrainer, error) {
 		store.Close()
 		return nil, err
 	}
-	if err := moveStore(store, linearFields(dec), m.store.Device()); err != nil {
+	if err := store.To(m.store.Device()); err != nil {
 		store.Close()
 		return nil, err
 	}

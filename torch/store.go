@@ -76,6 +76,9 @@ func (s *Store) Device() Device { return s.device }
 // To moves every variable to device, keeping names and requires_grad. Each
 // *Tensor stays the same Go value (layers hold them), only its storage moves.
 func (s *Store) To(device Device) error {
+	if device == s.device {
+		return nil
+	}
 	for _, v := range s.vars {
 		moved := v.Tensor.To(device).Detach()
 		if err := moved.Err(); err != nil {

@@ -72,7 +72,7 @@ func toDevice(m deeppacket.Model, device torch.Device) error {
 	if device == m.Store().Device() {
 		return nil
 	}
-	if err := deeppacket.MoveTo(m, device); err != nil {
+	if err := m.Store().To(device); err != nil {
 		return fmt.Errorf("move the model to %s: %w", device, err)
 	}
 	return nil

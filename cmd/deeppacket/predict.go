@@ -81,7 +81,7 @@ func runPredict(cmd *cobra.Command, args []string) error {
 		return err
 	}
 	defer m.Close()
-	if err := deeppacket.MoveTo(m, device); err != nil {
+	if err := m.Store().To(device); err != nil {
 		return err
 	}
 	slog.Info("model", "path", modelPath, "kind", m.Kind(), "task", m.Task().Name, "layout", m.Preprocessing().Layout, "device", device)
