@@ -7,14 +7,10 @@
 #   python3-torch          PyTorch, only for the interop tests and benchmarks (no Python in the product)
 #   python3-scapy          the reference preprocessing, for tests and benchmarks
 #   python3-pandas         reads Parquet in interop tests
+# With --check it only reports, by its exit status, whether anything is missing.
 set -euo pipefail
 
 packages=(libtorch-dev libopenblas0-pthread build-essential python3-torch python3-scapy python3-pandas)
-
-if [ "$(id -u)" -ne 0 ]; then
-	echo "install-deps: run as root (or with sudo)" >&2
-	exit 1
-fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -22,6 +18,15 @@ for p in "${packages[@]}"; do
 		missing+=("$p")
 	fi
 done
+if [ "${1:-}" = "--check" ]; then
+	[ ${#missing[@]} -eq 0 ] || { echo "install-deps: missing ${missing[*]}"; exit 1; }
+	exit 0
+fi
+
+if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps: run as root (or with sudo) to install ${missing[*]}" >&2
+	exit 1
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
 	echo "install-deps: all packages present: ${packages[*]}"
