@@ -203,7 +203,8 @@ func TestReadsSparkLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The schema, as the file's metadata spells it, is what Spark writes for
-	// array<double> and bigint (no logical type on the label).
+	// array<double> and bigint, but for the label's explicit signed-integer
+	// annotation (see dataset.ReferenceRow).
 	var got []string
 	for _, e := range pf.Metadata().Schema {
 		s := e.Name
@@ -218,7 +219,7 @@ func TestReadsSparkLayout(t *testing.T) {
 		}
 		got = append(got, s)
 	}
-	want := []string{"spark_schema", "feature OPTIONAL LIST", "list REPEATED", "element OPTIONAL DOUBLE", "label OPTIONAL INT64"}
+	want := []string{"spark_schema", "feature OPTIONAL LIST", "list REPEATED", "element OPTIONAL DOUBLE", "label OPTIONAL INT64 INT(64,true)"}
 	if !slices.Equal(got, want) {
 		t.Errorf("schema %q, want %q", got, want)
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/encoding"
 )
 
 // column names of the preprocessed packets (dataset.Packet).
@@ -76,15 +77,15 @@ func (c *chunk) feature(i int) []byte { return c.featData[c.featOff[i]:c.featOff
 
 // scanner reads one input file chunk by chunk.
 type scanner struct {
-	path    string
-	file    *os.File
-	pq      *parquet.File
-	cols    map[string]int // leaf column index by name
-	values  []parquet.Value
-	rg      int
-	first   int64
-	readers map[string]parquet.ColumnChunkValueReader
-	left    int64 // rows left in the current row group
+	path  string
+	file  *os.File
+	pq    *parquet.File
+	want  []string
+	leafs []parquet.LeafColumn // of want
+	rg    int
+	first int64
+	cols  []column // of the current row group, as want
+	left  int64    // rows left in the current row group
 }
 
 func openScanner(path string, want []string) (*scanner, error) {
@@ -102,38 +103,46 @@ func openScanner(path string, want []string) (*scanner, error) {
 		f.Close()
 		return nil, fmt.Errorf("read %s: not a Parquet file: %w", path, err)
 	}
-	s := &scanner{path: path, file: f, pq: pq, cols: map[string]int{}, values: make([]parquet.Value, chunkRows)}
+	s := &scanner{path: path, file: f, pq: pq, want: want}
 	for _, name := range want {
 		leaf, ok := pq.Schema().Lookup(name)
-		if !ok {
-			f.Close()
-			return nil, fmt.Errorf("read %s: no %q column: not a preprocessed capture", path, name)
+		wantKind := parquet.Int64
+		if name == colFeature || name == colSource {
+			wantKind = parquet.ByteArray
 		}
-		if leaf.MaxRepetitionLevel != 0 {
-			f.Close()
-			return nil, fmt.Errorf("read %s: column %q is repeated: not a preprocessed capture", path, name)
+		switch {
+		case !ok:
+			err = fmt.Errorf("no %q column", name)
+		case leaf.MaxRepetitionLevel != 0:
+			err = fmt.Errorf("column %q is repeated", name)
+		case leaf.Node.Type().Kind() != wantKind:
+			err = fmt.Errorf("column %q is %v, want %v", name, leaf.Node.Type(), wantKind)
 		}
-		s.cols[name] = leaf.ColumnIndex
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("read %s: %w: not a preprocessed capture", path, err)
+		}
+		s.leafs = append(s.leafs, leaf)
 	}
 	return s, nil
 }
 
 func (s *scanner) Close() error {
-	s.closeReaders()
+	s.closeColumns()
 	return s.file.Close()
 }
 
-func (s *scanner) closeReaders() {
-	for _, r := range s.readers {
-		r.Close()
+func (s *scanner) closeColumns() {
+	for i := range s.cols {
+		s.cols[i].close()
 	}
-	s.readers = nil
+	s.cols = s.cols[:0]
 }
 
 // next fills c with the next rows; io.EOF after the last.
 func (s *scanner) next(c *chunk, seed uint64, unit Unit) error {
 	for s.left == 0 {
-		s.closeReaders()
+		s.closeColumns()
 		groups := s.pq.RowGroups()
 		if s.rg == len(groups) {
 			return io.EOF
@@ -141,17 +150,16 @@ func (s *scanner) next(c *chunk, seed uint64, unit Unit) error {
 		g := groups[s.rg]
 		s.rg++
 		s.left = g.NumRows()
-		s.readers = map[string]parquet.ColumnChunkValueReader{}
-		for name, col := range s.cols {
-			s.readers[name] = parquet.NewColumnChunkValueReader(g.ColumnChunks()[col])
+		for _, leaf := range s.leafs {
+			s.cols = append(s.cols, column{pages: g.ColumnChunks()[leaf.ColumnIndex].Pages(), maxDef: byte(leaf.MaxDefinitionLevel)})
 		}
 	}
 	n := int(min(s.left, chunkRows))
 	c.first, c.n = s.first, n
 	s.left -= int64(n)
 	s.first += int64(n)
-	for name := range s.readers {
-		if err := s.readColumn(name, c); err != nil {
+	for i, name := range s.want {
+		if err := c.read(name, &s.cols[i]); err != nil {
 			return fmt.Errorf("read %s: column %q near row %d: %w", s.path, name, c.first, err)
 		}
 	}
@@ -166,14 +174,111 @@ func (s *scanner) next(c *chunk, seed uint64, unit Unit) error {
 	return nil
 }
 
-// readColumn reads the chunk's n values of one column.
-func (s *scanner) readColumn(name string, c *chunk) error {
-	r := s.readers[name]
+// column streams the values of one flat column page by page, reading the
+// pages' decoded buffers directly: going through parquet.Value for each
+// value costs more than all the rest of the split.
+type column struct {
+	pages  parquet.Pages
+	page   parquet.Page
+	n, i   int    // values in the page, the next one
+	k      int    // the next non-null value
+	cur    int    // where the current value is in ints or offs
+	defs   []byte // definition levels; nil for a required column
+	maxDef byte
+	dict   []int32 // a dictionary-encoded page's indexes
+	ints   []int64
+	bytes  []byte
+	offs   []uint32
+}
+
+func (c *column) close() {
+	if c.page != nil {
+		parquet.Release(c.page)
+		c.page = nil
+	}
+	c.pages.Close()
+}
+
+// next moves to the next value and reports whether it is not null.
+func (c *column) next() (bool, error) {
+	for c.i == c.n {
+		if err := c.load(); err != nil {
+			return false, err
+		}
+	}
+	i := c.i
+	c.i++
+	if c.defs != nil && c.defs[i] < c.maxDef {
+		return false, nil
+	}
+	c.cur = c.k
+	c.k++
+	if c.dict != nil {
+		c.cur = int(c.dict[c.cur])
+	}
+	return true, nil
+}
+
+func (c *column) load() error {
+	if c.page != nil {
+		parquet.Release(c.page)
+		c.page = nil
+	}
+	p, err := c.pages.ReadPage()
+	if err == io.EOF {
+		return errors.New("column ends early")
+	}
+	if err != nil {
+		return err
+	}
+	c.page, c.n, c.i, c.k = p, int(p.NumValues()), 0, 0
+	c.defs = p.DefinitionLevels()
+	if c.maxDef == 0 {
+		c.defs = nil
+	}
+	data := p.Data()
+	c.dict = nil
+	if d := p.Dictionary(); d != nil {
+		c.dict = data.Int32()
+		data = d.Page().Data()
+	}
+	if data.Kind() == encoding.ByteArray {
+		c.bytes, c.offs = data.ByteArray()
+	} else {
+		c.ints = data.Int64()
+	}
+	return nil
+}
+
+func (c *column) int64() int64      { return c.ints[c.cur] }
+func (c *column) byteArray() []byte { return c.bytes[c.offs[c.cur]:c.offs[c.cur+1]] }
+
+// read reads the chunk's values of one column.
+func (c *chunk) read(name string, col *column) error {
 	switch name {
-	case colApp:
-		c.label[app], c.has[app] = c.label[app][:0], c.has[app][:0]
-	case colTraffic:
-		c.label[traffic], c.has[traffic] = c.label[traffic][:0], c.has[traffic][:0]
+	case colApp, colTraffic:
+		t := app
+		if name == colTraffic {
+			t = traffic
+		}
+		c.label[t], c.has[t] = c.label[t][:0], c.has[t][:0]
+		for r := range c.n {
+			ok, err := col.next()
+			if err != nil {
+				return err
+			}
+			var label int64
+			if ok {
+				if label = col.int64(); label < 0 {
+					return fmt.Errorf("row %d: %s %d is negative", c.first+int64(r), name, label)
+				}
+			}
+			c.label[t] = append(c.label[t], label)
+			c.has[t] = append(c.has[t], ok)
+		}
+		return nil
+	case colFeature:
+		c.featData, c.featOff = c.featData[:0], append(c.featOff[:0], 0)
 	case colSource:
 		c.source, c.srcHash = c.source[:0], c.srcHash[:0]
 	case colIndex:
@@ -182,64 +287,37 @@ func (s *scanner) readColumn(name string, c *chunk) error {
 		c.ts = c.ts[:0]
 	case colFlow:
 		c.flow = c.flow[:0]
-	case colFeature:
-		c.featData, c.featOff = c.featData[:0], append(c.featOff[:0], 0)
 	}
-	for got := 0; got < c.n; {
-		n, err := r.ReadValues(s.values[:c.n-got])
-		for _, v := range s.values[:n] {
-			if err := c.add(name, v, c.first+int64(got)); err != nil {
-				return err
-			}
-			got++
-		}
-		if err == io.EOF && got < c.n {
-			return errors.New("column ends early")
-		}
-		if err != nil && err != io.EOF {
+	for r := range c.n {
+		ok, err := col.next()
+		if err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-func (c *chunk) add(name string, v parquet.Value, row int64) error {
-	if v.IsNull() && name != colApp && name != colTraffic {
-		return fmt.Errorf("row %d: %s is null", row, name)
-	}
-	switch name {
-	case colApp, colTraffic:
-		t := app
-		if name == colTraffic {
-			t = traffic
+		if !ok {
+			return fmt.Errorf("row %d: %s is null", c.first+int64(r), name)
 		}
-		label := v.Int64()
-		if !v.IsNull() && label < 0 {
-			return fmt.Errorf("row %d: %s %d is negative", row, name, label)
+		switch name {
+		case colFeature:
+			c.featData = append(c.featData, col.byteArray()...)
+			c.featOff = append(c.featOff, len(c.featData))
+		case colSource:
+			// A capture's rows share one source: hash and convert it only
+			// when it changes.
+			if b := col.byteArray(); string(b) != c.lastSrc {
+				c.lastSrc = string(b)
+				h := fnv.New64a()
+				h.Write(b)
+				c.lastHash = h.Sum64()
+			}
+			c.source = append(c.source, c.lastSrc)
+			c.srcHash = append(c.srcHash, c.lastHash)
+		case colIndex:
+			c.index = append(c.index, col.int64())
+		case colTimestamp:
+			c.ts = append(c.ts, col.int64())
+		case colFlow:
+			c.flow = append(c.flow, col.int64())
 		}
-		c.label[t] = append(c.label[t], label)
-		c.has[t] = append(c.has[t], !v.IsNull())
-	case colSource:
-		// A capture's rows share one source: hash and convert it only when
-		// it changes.
-		b := v.ByteArray()
-		if string(b) != c.lastSrc {
-			c.lastSrc = string(b)
-			h := fnv.New64a()
-			h.Write(b)
-			c.lastHash = h.Sum64()
-		}
-		c.srcHash = append(c.srcHash, c.lastHash)
-		c.source = append(c.source, c.lastSrc)
-	case colIndex:
-		c.index = append(c.index, v.Int64())
-	case colTimestamp:
-		c.ts = append(c.ts, v.Int64())
-	case colFlow:
-		c.flow = append(c.flow, v.Int64())
-	case colFeature:
-		c.featData = append(c.featData, v.ByteArray()...)
-		c.featOff = append(c.featOff, len(c.featData))
 	}
 	return nil
 }

@@ -82,6 +82,9 @@ type Options struct {
 	TestUnderSampling bool // undersample the test set to its smallest class
 	SignalLength      int  // a longer feature is an error; the reference format pads to it
 	Jobs              int  // files read at once
+	// PartRows is how many input rows (whole captures, in name order) make
+	// one part file of each output.
+	PartRows int
 	// ClassName names a label of a task ("application" or "traffic") in the
 	// printed distributions; nil prints the numbers only.
 	ClassName func(task string, label int64) string
@@ -91,7 +94,7 @@ type Options struct {
 // DefaultOptions are the reference's: test size 0.2, seed 9876, training set
 // undersampled, packets split independently, 1500-byte signals.
 func DefaultOptions() Options {
-	return Options{TestSize: 0.2, Seed: 9876, UnderSampling: true, SignalLength: 1500, Jobs: 1}
+	return Options{TestSize: 0.2, Seed: 9876, UnderSampling: true, SignalLength: 1500, Jobs: 1, PartRows: 1 << 20}
 }
 
 // Report is what Run wrote.
@@ -220,15 +223,16 @@ func Run(ctx context.Context, input, target string, opts Options) (*Report, erro
 }
 
 type splitter struct {
-	opts    Options
-	files   []string
-	rows    int64
-	classes classes
+	opts     Options
+	files    []string
+	rows     int64
+	fileRows []int64
+	classes  classes
 }
 
-// eachFile runs fn on every file, opts.Jobs at a time, each with its own
-// worker number; it stops at the first error.
-func (s *splitter) eachFile(ctx context.Context, fn func(worker, file int) error) error {
+// parallel runs fn on items 0 to n-1, opts.Jobs at a time, each call with
+// its worker number; it stops at the first error.
+func (s *splitter) parallel(ctx context.Context, n int, fn func(worker, item int) error) error {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make([]error, s.opts.Jobs)
@@ -240,12 +244,12 @@ func (s *splitter) eachFile(ctx context.Context, fn func(worker, file int) error
 					return
 				}
 				i := int(next.Add(1)) - 1
-				if i >= len(s.files) {
+				if i >= n {
 					return
 				}
 				if err := fn(w, i); err != nil {
 					errs[w] = err
-					next.Store(int64(len(s.files))) // stop the others early
+					next.Store(int64(n)) // stop the others early
 					return
 				}
 			}
@@ -286,21 +290,29 @@ func (s *splitter) count(ctx context.Context) error {
 	local := make([]classes, s.opts.Jobs)
 	rows := make([]int64, s.opts.Jobs)
 	bar := progress.New(-1, "split: counting", false)
-	err := s.eachFile(ctx, func(w, i int) error {
+	s.fileRows = make([]int64, len(s.files))
+	err := s.parallel(ctx, len(s.files), func(w, i int) error {
 		if local[w][0] == nil {
 			local[w] = newClasses()
 		}
 		return s.scanFile(s.files[i], keyColumns, &chunk{}, func(c *chunk) error {
 			for t := range numTasks {
+				var cl *class // of the previous row: runs of one label are the rule
+				label := int64(-1)
 				for r := range c.n {
-					if c.has[t][r] {
-						cl := local[w].get(t, c.label[t][r])
-						cl.rows++
-						cl.hist[bucketOf(c.key[r])]++
+					if !c.has[t][r] {
+						continue
 					}
+					if c.label[t][r] != label || cl == nil {
+						label = c.label[t][r]
+						cl = local[w].get(t, label)
+					}
+					cl.rows++
+					cl.hist[bucketOf(c.key[r])]++
 				}
 			}
 			rows[w] += int64(c.n)
+			s.fileRows[i] += int64(c.n)
 			bar.Add(int64(c.n))
 			return nil
 		})
@@ -400,7 +412,7 @@ func (s *splitter) resolve(ctx context.Context, targets []target) error {
 	}
 	local := make([]map[bucketID]map[uint64]uint32, s.opts.Jobs)
 	bar := progress.New(-1, "split: resolving", false)
-	err := s.eachFile(ctx, func(w, i int) error {
+	err := s.parallel(ctx, len(s.files), func(w, i int) error {
 		if local[w] == nil {
 			local[w] = map[bucketID]map[uint64]uint32{}
 		}
@@ -507,8 +519,63 @@ const (
 
 var setNames = [numSets]string{"train", "test"}
 
-// write is the last pass: every file's rows go to the parts numbered like
-// the file, so the output is the same with any number of jobs.
+// groups cuts the files, in order, into runs of at least opts.PartRows
+// input rows: the write pass makes one part of each output per run. The runs
+// depend only on the input, so the output is the same with any -j; a
+// capture per part would make thousands of tiny files from small captures.
+func (s *splitter) groups() [][]int {
+	var groups [][]int
+	var cur []int
+	var rows int64
+	for i, n := range s.fileRows {
+		cur = append(cur, i)
+		if rows += n; rows >= int64(s.opts.PartRows) {
+			groups, cur, rows = append(groups, cur), nil, 0
+		}
+	}
+	if len(cur) > 0 {
+		groups = append(groups, cur)
+	}
+	return groups
+}
+
+// assign sorts the rows of a chunk into the outputs they go to, counting
+// them by label.
+func (s *splitter) assign(c *chunk, path string, out *[numTasks][numSets][]dataset.Sample, counts *[numTasks][numSets]map[int64]int64) error {
+	for r := range c.n {
+		if n := c.featOff[r+1] - c.featOff[r]; n > s.opts.SignalLength {
+			return fmt.Errorf("read %s: row %d: feature of %d bytes is longer than the signal length %d",
+				path, c.first+int64(r), n, s.opts.SignalLength)
+		}
+	}
+	for t := range numTasks {
+		out[t][trainSet], out[t][testSet] = out[t][trainSet][:0], out[t][testSet][:0]
+		for r := range c.n {
+			if !c.has[t][r] {
+				continue
+			}
+			label, key := c.label[t][r], c.key[r]
+			cl := s.classes[t][label]
+			k := trainSet
+			if key < cl.test {
+				if key >= cl.testKeep {
+					continue
+				}
+				k = testSet
+			} else if key >= cl.train {
+				continue
+			}
+			counts[t][k][label]++
+			out[t][k] = append(out[t][k], dataset.Sample{
+				Feature: c.feature(r), Label: label, Source: c.source[r],
+				Index: c.index[r], TimestampNS: c.ts[r], Flow: c.flow[r],
+			})
+		}
+	}
+	return nil
+}
+
+// write is the last pass.
 func (s *splitter) write(ctx context.Context, target string) (*Report, error) {
 	var sets [numTasks][numSets]*dataset.SetWriter
 	abort := func() {
@@ -533,7 +600,8 @@ func (s *splitter) write(ctx context.Context, target string) (*Report, error) {
 	}
 	counts := make([][numTasks][numSets]map[int64]int64, s.opts.Jobs)
 	bar := progress.New(s.rows, "split: writing", false)
-	err := s.eachFile(ctx, func(w, i int) error {
+	groups := s.groups()
+	err := s.parallel(ctx, len(groups), func(w, g int) error {
 		if counts[w][0][0] == nil {
 			for t := range numTasks {
 				for k := range numSets {
@@ -545,48 +613,29 @@ func (s *splitter) write(ctx context.Context, target string) (*Report, error) {
 		var batch [numTasks][numSets][]dataset.Sample
 		for t := range numTasks {
 			for k := range numSets {
-				parts[t][k] = sets[t][k].Part(i)
+				parts[t][k] = sets[t][k].Part(g)
 			}
 		}
-		err := s.scanFile(s.files[i], allColumns, &chunk{}, func(c *chunk) error {
-			for r := range c.n {
-				if n := c.featOff[r+1] - c.featOff[r]; n > s.opts.SignalLength {
-					return fmt.Errorf("read %s: row %d: feature of %d bytes is longer than the signal length %d",
-						s.files[i], c.first+int64(r), n, s.opts.SignalLength)
+		c := &chunk{}
+		var err error
+		for _, i := range groups[g] {
+			if err = s.scanFile(s.files[i], allColumns, c, func(c *chunk) error {
+				if err := s.assign(c, s.files[i], &batch, &counts[w]); err != nil {
+					return err
 				}
-			}
-			for t := range numTasks {
-				batch[t][trainSet], batch[t][testSet] = batch[t][trainSet][:0], batch[t][testSet][:0]
-				for r := range c.n {
-					if !c.has[t][r] {
-						continue
-					}
-					label, key := c.label[t][r], c.key[r]
-					cl := s.classes[t][label]
-					k := trainSet
-					if key < cl.test {
-						if key >= cl.testKeep {
-							continue
+				for t := range numTasks {
+					for k := range numSets {
+						if err := parts[t][k].Write(batch[t][k]); err != nil {
+							return err
 						}
-						k = testSet
-					} else if key >= cl.train {
-						continue
-					}
-					counts[w][t][k][label]++
-					batch[t][k] = append(batch[t][k], dataset.Sample{
-						Feature: c.feature(r), Label: label, Source: c.source[r],
-						Index: c.index[r], TimestampNS: c.ts[r], Flow: c.flow[r],
-					})
-				}
-				for k := range numSets {
-					if err := parts[t][k].Write(batch[t][k]); err != nil {
-						return err
 					}
 				}
+				bar.Add(int64(c.n))
+				return nil
+			}); err != nil {
+				break
 			}
-			bar.Add(int64(c.n))
-			return nil
-		})
+		}
 		for t := range numTasks {
 			for k := range numSets {
 				if cerr := parts[t][k].Close(); err == nil {

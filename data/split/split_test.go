@@ -26,22 +26,14 @@ type capture struct {
 
 func label(v int64) *int64 { return &v }
 
-// writeCaptures writes the captures as the preprocess step does: one Parquet
-// file of dataset.Packet rows each.
+// writeCaptures writes the captures with the preprocess step's writer: one
+// Parquet file of dataset.Packet rows each.
 func writeCaptures(t testing.TB, dir string, caps []capture) {
 	t.Helper()
 	for _, c := range caps {
-		f, err := os.Create(filepath.Join(dir, c.name+".parquet"))
+		w, err := dataset.CreatePackets(filepath.Join(dir, c.name+".parquet"))
 		if err != nil {
 			t.Fatal(err)
-		}
-		w := parquet.NewGenericWriter[dataset.Packet](f, parquet.MaxRowsPerRowGroup(1000))
-		rows := make([]dataset.Packet, 0, 512)
-		flush := func() {
-			if _, err := w.Write(rows); err != nil {
-				t.Fatal(err)
-			}
-			rows = rows[:0]
 		}
 		for i := range c.rows {
 			n := 60
@@ -52,20 +44,16 @@ func writeCaptures(t testing.TB, dir string, caps []capture) {
 			for j := range feat {
 				feat[j] = byte(i*7 + j + len(c.name))
 			}
-			rows = append(rows, dataset.Packet{
+			err := w.Write(dataset.Packet{
 				Feature: feat, AppLabel: c.app(i), TrafficLabel: c.traffic(i),
 				Source: c.name + ".pcap", Index: int64(i), TimestampNS: int64(i) * 1000,
 				Flow: int64(i / max(c.flowLen, 1)),
 			})
-			if len(rows) == cap(rows) {
-				flush()
+			if err != nil {
+				t.Fatal(err)
 			}
 		}
-		flush()
-		if err := w.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if err := f.Close(); err != nil {
+		if err := w.Commit(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -235,7 +223,11 @@ func TestDeterministicAcrossRunsAndJobs(t *testing.T) {
 	for _, jobs := range []int{1, 3, 1, 4} {
 		opts := DefaultOptions()
 		opts.Jobs = jobs
+		opts.PartRows = 1500 // several parts, written concurrently
 		target, _ := runSplit(t, input, opts)
+		if parts, _ := dataset.SetFiles(filepath.Join(target, TaskDirs[traffic], "test.parquet")); len(parts) != 3 {
+			t.Fatalf("%d parts, want 3 (one per 1500 input rows)", len(parts))
+		}
 		d := setDigest(t, target)
 		if first == "" {
 			first = d

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Benchmark of `deeppacket split`: rows per second and peak resident memory
+# on a few million preprocessed rows (targets: >= 1,000,000 rows/s, < 512 MB).
+#
+# The input is real: `deeppacket preprocess` on the ISCX captures of
+# ../shared/pcaps/iscx, whose rows are then copied under new capture names
+# (data/split/internal/benchinput) into FILES files holding ROWS rows. The
+# split runs with the default settings (compact format, packet split, -j of
+# all cores), then once more with --format reference on the same input.
+# Rows per second count the input rows over the wall time of the command.
+# The last line is: split_rows=… split_rows_per_s=… split_peak_rss_mb=…
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+SHARED="${SHARED:-$ROOT/../shared}"
+ISCX="$SHARED/pcaps/iscx"
+ROWS="${ROWS:-4000000}"
+FILES="${FILES:-40}"
+
+[ -d "$ISCX" ] || { echo "bench-split: $ISCX is missing" >&2; exit 1; }
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/bench-split.XXXXXX")"
+trap 'rm -rf "$TMP"' EXIT
+
+BIN="$ROOT/bin/deeppacket"
+if [ ! -x "$BIN" ]; then
+	echo "bin/deeppacket not built (make build): building a copy in $TMP" >&2
+	(cd "$ROOT" && go build -o "$TMP/deeppacket" ./cmd/deeppacket)
+	BIN="$TMP/deeppacket"
+fi
+
+timed() { /usr/bin/time -v -o "$TMP/time.txt" "$@"; }
+field() { awk -v k="$1" -F': ' 'index($0, k) { print $2 }' "$TMP/time.txt"; }
+elapsed() { field "Elapsed (wall clock)" | awk -F: '{ s = 0; for (i = 1; i <= NF; i++) s = s * 60 + $i; print s }'; }
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/ { print $2 " GB" }')"
+
+"$BIN" preprocess --quiet --log-level error --labels "$ISCX/labels.tsv" -o "$TMP/iscx" "$ISCX" > /dev/null
+(cd "$ROOT" && go run ./data/split/internal/benchinput -from "$TMP/iscx" -o "$TMP/input" -rows "$ROWS" -files "$FILES")
+echo "input: $ROWS rows in $FILES files, $(du -sh "$TMP/input" | cut -f1)"
+
+run() {
+	local name="$1"; shift
+	sync
+	timed "$BIN" split --quiet -o "$TMP/out-$name" "$@" "$TMP/input" > "$TMP/$name.txt"
+	local s rss cpu
+	s=$(elapsed)
+	rss=$(( $(field "Maximum resident set size") / 1024 ))
+	cpu=$(awk -v u="$(field "User time")" -v k="$(field "System time")" 'BEGIN { print u + k }')
+	rate=$(awk -v n="$ROWS" -v s="$s" 'BEGIN { printf "%d", n / s }')
+	echo "$name: ${s}s wall, ${cpu}s cpu, $rate rows/s, peak RSS $rss MB, output $(du -sh "$TMP/out-$name" | cut -f1)"
+	peak=$rss
+}
+run compact
+head -20 "$TMP/compact.txt"
+compact_rate=$rate compact_rss=$peak
+run reference --format reference
+echo "split_rows=$ROWS split_rows_per_s=$compact_rate split_peak_rss_mb=$compact_rss"
