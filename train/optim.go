@@ -18,7 +18,7 @@ func newOptimizer(c OptimizerConfig, params []*torch.Tensor) optimizer {
 	if c.Name == "sgd" {
 		return torch.NewSGD(params, torch.SGDConfig{LR: c.LR, Momentum: c.Momentum, WeightDecay: c.WeightDecay})
 	}
-	return torch.NewAdam(params, torch.AdamConfig{LR: c.LR, Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.Eps, WeightDecay: c.WeightDecay})
+	return torch.NewAdam(params, torch.AdamConfig{LR: c.LR, Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.Eps, WeightDecay: c.WeightDecay, Fused: c.Fused})
 }
 
 // earlyStopping is Lightning's EarlyStopping callback (check_finite on):

@@ -43,7 +43,7 @@ func (t *trainer) pretrain(ctx context.Context) error {
 
 func (t *trainer) pretrainLayer(ctx context.Context, p *deeppacket.Pretrainer, layer, layers int) error {
 	c := t.cfg.Optimizer
-	opt := torch.NewAdam(p.Parameters(), torch.AdamConfig{LR: t.cfg.Pretrain.LR, Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.Eps})
+	opt := torch.NewAdam(p.Parameters(), torch.AdamConfig{LR: t.cfg.Pretrain.LR, Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.Eps, Fused: c.Fused})
 	defer opt.Close()
 	scope := torch.NewScope()
 	defer scope.Close()

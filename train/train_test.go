@@ -368,3 +368,33 @@ func TestScores(t *testing.T) {
 		t.Errorf("flow votes %v %v (ties go to the lower class)", fl, fp)
 	}
 }
+
+// TestEvaluateReferenceCheckpoint scores the reference's published traffic
+// ResNet checkpoint on a set: its class names come from the task its
+// output size implies, and the reports are written.
+func TestEvaluateReferenceCheckpoint(t *testing.T) {
+	ckpt := testenv.Shared(t, "fixtures/reference_traffic_resnet.ckpt")
+	dir := t.TempDir()
+	set := writeSet(t, dir, "test", 48, 12, 5)
+	r, err := Evaluate(context.Background(), ckpt, set, EvalOptions{Device: torch.CPU, BatchSize: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Count != 48 || r.Flows == nil || r.Flows.Count != 12 {
+		t.Fatalf("%d rows, flows %+v; want 48 rows in 12 flows", r.Count, r.Flows)
+	}
+	names := ClassNames(deeppacket.Traffic, 12)
+	for _, c := range r.Classes {
+		if c.Name != names[c.ID] {
+			t.Errorf("class %d named %q, want %q", c.ID, c.Name, names[c.ID])
+		}
+	}
+	if err := r.WriteFiles(filepath.Join(dir, "report")); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{ReportJSON, ReportCSV, ConfusionCSV, ConfusionPNG, FlowReportCSV, FlowConfusionPNG} {
+		if info, err := os.Stat(filepath.Join(dir, "report", name)); err != nil || info.Size() == 0 {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

@@ -1,0 +1,95 @@
+package train
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/deeppacket/deeppacket/data/loader"
+	"github.com/deeppacket/deeppacket/torch"
+)
+
+// BenchmarkTrainEpoch trains the reference application CNN (batch 16,
+// Adam, seed 9876) for one full epoch through Train, on the set named by
+// DEEPPACKET_BENCH_SET, with DEEPPACKET_THREADS libtorch threads, and
+// reports samples per second, of wall time and of CPU time. With DEEPPACKET_BENCH_DUMP it also writes
+// the set as tensors (x [N,1,1500] float32, y [N] int64) for the PyTorch
+// loop of scripts/bench-train-epoch.sh.
+func BenchmarkTrainEpoch(b *testing.B) {
+	set := os.Getenv("DEEPPACKET_BENCH_SET")
+	if set == "" {
+		b.Skip("DEEPPACKET_BENCH_SET names no training set (scripts/bench-train-epoch.sh makes one)")
+	}
+	cfg := DefaultConfig()
+	cfg.Data.Train = set
+	cfg.Epochs = 1
+	cfg.Device = "cpu"
+	cfg.Checkpoint = CheckpointConfig{}
+	if n, err := strconv.Atoi(os.Getenv("DEEPPACKET_THREADS")); err == nil {
+		cfg.Threads = n
+	}
+	if v := os.Getenv("DEEPPACKET_ADAM_FUSED"); v != "" {
+		cfg.Optimizer.Fused = v != "0"
+	}
+	if dump := os.Getenv("DEEPPACKET_BENCH_DUMP"); dump != "" {
+		dumpSet(b, cfg, dump)
+	}
+	var rate, cpuRate float64
+	for b.Loop() {
+		cpu := cpuSeconds(b)
+		res, err := Train(context.Background(), cfg, Options{RunDir: filepath.Join(b.TempDir(), "run")})
+		if err != nil {
+			b.Fatal(err)
+		}
+		rate = res.Epochs[0].SamplesPerSec
+		cpuRate = float64(res.Epochs[0].Samples) / (cpuSeconds(b) - cpu)
+	}
+	b.ReportMetric(rate, "samples/s")
+	b.ReportMetric(cpuRate, "samples/cpu-s")
+}
+
+// cpuSeconds is the user and system time of this process so far (all its
+// threads): on a shared machine it measures the work, not the neighbours.
+func cpuSeconds(b *testing.B) float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// dumpSet writes every row of cfg's training set as two tensors.
+func dumpSet(b *testing.B, cfg Config, path string) {
+	l, err := loader.Open(cfg.Data.Train, loaderOptions(cfg, false))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	var xs []float32
+	var ys []int64
+	e := l.Epoch(0)
+	for {
+		batch, err := e.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		xs = append(xs, batch.Features...)
+		ys = append(ys, batch.Labels[:batch.Size]...)
+	}
+	n := int64(len(ys))
+	x := torch.FromSlice(nil, xs, []int64{n, 1, cfg.Model.SignalLength}, torch.CPU)
+	y := torch.FromSlice(nil, ys, []int64{n}, torch.CPU)
+	defer x.Free()
+	defer y.Free()
+	if err := torch.SaveTensors(path, map[string]*torch.Tensor{"x": x, "y": y}); err != nil {
+		b.Fatal(err)
+	}
+}
