@@ -168,6 +168,7 @@ type class struct {
 	// key < train.
 	test, testKeep, train uint64
 	testRows              int64 // rows with key < test
+	need                  []int // buckets whose keys resolve reads
 }
 
 type classes [numTasks]map[int64]*class
@@ -345,9 +346,26 @@ type target struct {
 	set   func(c *class, key uint64, rows int64)
 }
 
-// cut places the cuts of every class: the test cuts first, then the
+// cut places the cuts of every class: the test cuts, then the
 // undersampling cuts, whose ranks depend on where the test cuts fell.
 func (s *splitter) cut(ctx context.Context) error {
+	tests := s.testTargets()
+	if s.opts.SplitBy == ByPacket {
+		// Packets have distinct keys, so each test cut falls exactly on its
+		// rank, and one pass can place the undersampling cuts as well.
+		for _, tg := range tests {
+			s.classes[tg.task][tg.label].testRows = tg.rank
+		}
+		return s.resolve(ctx, append(tests, s.underTargets()...))
+	}
+	if err := s.resolve(ctx, tests); err != nil {
+		return err
+	}
+	return s.resolve(ctx, s.underTargets())
+}
+
+// testTargets asks for test_size of every class.
+func (s *splitter) testTargets() []target {
 	var targets []target
 	for t := range numTasks {
 		for label, c := range s.classes[t] {
@@ -358,10 +376,13 @@ func (s *splitter) cut(ctx context.Context) error {
 			}})
 		}
 	}
-	if err := s.resolve(ctx, targets); err != nil {
-		return err
-	}
-	targets = targets[:0]
+	return targets
+}
+
+// underTargets asks for the smallest class's rows after each test cut (for
+// the training set) and before it (for the test set, if undersampled).
+func (s *splitter) underTargets() []target {
+	var targets []target
 	for t := range numTasks {
 		minTrain, minTest := int64(math.MaxInt64), int64(math.MaxInt64)
 		for _, c := range s.classes[t] {
@@ -381,7 +402,7 @@ func (s *splitter) cut(ctx context.Context) error {
 			}
 		}
 	}
-	return s.resolve(ctx, targets)
+	return targets
 }
 
 // bucketID names one histogram bucket of one class.
@@ -405,11 +426,21 @@ func (s *splitter) resolve(ctx context.Context, targets []target) error {
 			continue
 		}
 		id := bucketID{tg.task, tg.label, b}
+		if len(need[id]) == 0 {
+			c.need = append(c.need, b)
+		}
 		need[id] = append(need[id], i)
 	}
 	if len(need) == 0 {
 		return nil
 	}
+	defer func() {
+		for t := range numTasks {
+			for _, c := range s.classes[t] {
+				c.need = c.need[:0]
+			}
+		}
+	}()
 	local := make([]map[bucketID]map[uint64]uint32, s.opts.Jobs)
 	bar := progress.New(-1, "split: resolving", false)
 	err := s.parallel(ctx, len(s.files), func(w, i int) error {
@@ -422,10 +453,11 @@ func (s *splitter) resolve(ctx context.Context, targets []target) error {
 					if !c.has[t][r] {
 						continue
 					}
-					id := bucketID{t, c.label[t][r], bucketOf(c.key[r])}
-					if _, ok := need[id]; !ok {
+					b := bucketOf(c.key[r])
+					if !slices.Contains(s.classes[t][c.label[t][r]].need, b) {
 						continue
 					}
+					id := bucketID{t, c.label[t][r], b}
 					keys := local[w][id]
 					if keys == nil {
 						keys = map[uint64]uint32{}
