@@ -11,22 +11,35 @@ import (
 // capture's name (every random stream is labelled with it), the client's
 // address and the servers' certificates.
 type env struct {
-	seed   int64
-	name   string
-	client netip.Addr
-	ids    map[string]*tlsIdentity
+	seed    int64
+	name    string
+	client  netip.Addr
+	ids     map[string]*tlsIdentity
+	maxRate float64 // bytes per second the path allows each way (a VPN server's); 0 for no limit
+}
+
+// rate is a link rate in bytes per second, uniform in [lo, hi] and within
+// what the path allows.
+func (e *env) rate(rng *source, lo, hi int) float64 {
+	r := float64(rng.between(lo, hi))
+	if e.maxRate > 0 {
+		r = min(r, e.maxRate)
+	}
+	return r
 }
 
 // app is an application's behaviour: how its flows look and how often one starts.
 type app struct {
 	spacing  time.Duration // mean time between two flows' starts
 	flowSize int           // kept packets one flow aims at
-	// wire is about how many packets the application sends per packet the
-	// reference keeps (TCP adds payload-free ACKs). Inside a VPN tunnel every
-	// packet becomes one the reference keeps, so a VPN capture aims at
-	// 1/wire as many to keep the classes balanced.
-	wire    float64
-	newFlow func(e *env, rng *source, at time.Time, budget int) (flow, error)
+	// A flow with a budget of n kept packets sends about overhead + wire*n
+	// packets: wire counts TCP's payload-free ACKs, overhead its handshake
+	// and teardown. Inside a VPN tunnel every packet becomes one the
+	// reference keeps, so a VPN capture gives its flows that much less
+	// budget to keep the classes balanced.
+	wire     float64
+	overhead float64
+	newFlow  func(e *env, rng *source, at time.Time, budget int) (flow, error)
 }
 
 // endpoint is a service: a server name, its port, and the /16 networks its
@@ -71,10 +84,15 @@ func (e *env) identity(name string, at time.Time) (*tlsIdentity, error) {
 	return id, nil
 }
 
+// tcpOverhead is about how many packets a TCP flow speaking a protocol
+// sends besides its budget's share: the three-way handshake, the FIN
+// teardown, and the ACKs of the codec's opening.
+var tcpOverhead = map[string]float64{"tls": 8, "sftp": 15, "scp": 15, "plain": 6}
+
 // tcpApp is an application on TCP: the codec each connection speaks and
 // the script of its messages.
 func tcpApp(ep endpoint, spacing time.Duration, flowSize int, wire float64, proto string, closeByClient bool, newScript func(*source, int) script) app {
-	return app{spacing: spacing, flowSize: flowSize, wire: wire, newFlow: func(e *env, rng *source, at time.Time, budget int) (flow, error) {
+	return app{spacing: spacing, flowSize: flowSize, wire: wire, overhead: tcpOverhead[proto], newFlow: func(e *env, rng *source, at time.Time, budget int) (flow, error) {
 		var c codec
 		switch proto {
 		case "tls":
@@ -95,20 +113,22 @@ func tcpApp(ep endpoint, spacing time.Duration, flowSize int, wire float64, prot
 			port = uint16(rng.between(10000, 65000))
 		}
 		conn := newTCPConn(rng, e.clientHost(rng), e.serverHost(rng, ep), ephemeralPort(rng), port, at,
-			randomRTT(rng), float64(rng.between(300_000, 2_000_000)), float64(rng.between(1_000_000, 12_000_000)))
-		return &tcpFlow{conn: conn, codec: c, script: newScript(rng, budget), closeByClient: closeByClient}, nil
+			randomRTT(rng), e.rate(rng, 300_000, 2_000_000), e.rate(rng, 1_000_000, 12_000_000))
+		return &tcpFlow{conn: conn, codec: c, budget: budget, closeByClient: closeByClient,
+			newScript: func(budget int) script { return newScript(rng, budget) }}, nil
 	}}
 }
 
 // quicApp is an application on QUIC-like UDP.
 func quicApp(ep endpoint, spacing time.Duration, flowSize int, newScript func(*source, int) script) app {
-	return app{spacing: spacing, flowSize: flowSize, wire: 1, newFlow: func(e *env, rng *source, at time.Time, budget int) (flow, error) {
+	// The handshake's packets come on top of the script's.
+	return app{spacing: spacing, flowSize: flowSize, wire: 1, overhead: 5, newFlow: func(e *env, rng *source, at time.Time, budget int) (flow, error) {
 		ends := udpEnds{cli: e.clientHost(rng), srv: e.serverHost(rng, ep), cliPort: ephemeralPort(rng), srvPort: ep.port}
-		return newQUICFlow(rng, ends, at, randomRTT(rng), float64(rng.between(300_000, 2_000_000)),
+		return newQUICFlow(rng, ends, at, randomRTT(rng), e.rate(rng, 300_000, 2_000_000),
 			// Every datagram is kept, the receiver's ACK packets too, and a
 			// datagram carries a little less than a TCP segment: about 1.6
 			// kept packets per segment the script counts.
-			float64(rng.between(1_000_000, 12_000_000)), newScript(rng, max(1, budget*10/16)))
+			e.rate(rng, 1_000_000, 12_000_000), newScript(rng, max(1, budget*10/16)))
 	}}
 }
 
@@ -168,7 +188,7 @@ func emailScript(submit bool) func(*source, int) script {
 				command = false
 				budget--
 				if submit && rng.IntN(4) == 0 {
-					body := rng.between(2_000, 40_000)
+					body := min(rng.between(2_000, 40_000), max(budget, 1)*tcpMSS)
 					budget -= segments(body)
 					return message{true, pause(rng, time.Second, 50*time.Millisecond, 10*time.Second), rng.bytes(body)}, true
 				}
@@ -179,6 +199,7 @@ func emailScript(submit bool) func(*source, int) script {
 			if !submit && rng.IntN(6) == 0 {
 				size = rng.between(3_000, 60_000)
 			}
+			size = min(size, max(budget, 1)*tcpMSS)
 			budget -= segments(size)
 			return message{false, time.Duration(rng.between(1, 30)) * time.Millisecond, rng.bytes(size)}, true
 		}
@@ -272,7 +293,8 @@ func torrentScript(infoHash []byte) func(*source, int) script {
 				return message{false, ms(rng.between(1, 50)), msg(1, nil)}, true // unchoke
 			}
 			index := uint32(rng.IntN(int(pieces)))
-			k := rng.between(1, 4)
+			// Up to four blocks of a piece, as many as the budget has room for.
+			k := min(rng.between(1, 4), max(1, budget/segments(1<<14)))
 			if step%2 == 1 {
 				var reqs []byte
 				for j := range k {
@@ -292,3 +314,7 @@ func torrentScript(infoHash []byte) func(*source, int) script {
 		}
 	}
 }
+
+// packets is about how many packets a flow of the application with a
+// budget of n kept packets sends.
+func (a app) packets(n int) float64 { return a.overhead + a.wire*float64(n) }

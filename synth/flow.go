@@ -24,8 +24,12 @@ type script func() (m message, ok bool)
 
 // tcpFlow is a TCP connection carrying a codec's bytes for a script.
 type tcpFlow struct {
-	conn          *tcpConn
-	codec         codec
+	conn  *tcpConn
+	codec codec
+	// budget is the kept packets the flow aims at; the codec's opening
+	// takes its share and newScript is given the rest.
+	budget        int
+	newScript     func(budget int) script
 	script        script
 	closeByClient bool
 	state         int // 0 before the handshake, 1 open, 2 closed
@@ -39,9 +43,12 @@ func (f *tcpFlow) next() ([]ipPacket, error) {
 		if err != nil {
 			return nil, err
 		}
+		opening := 0
 		for _, c := range chunks {
 			f.conn.send(c.toServer, f.conn.small(), c.data)
+			opening += segments(len(c.data))
 		}
+		f.script = f.newScript(max(1, f.budget-opening))
 		f.state = 1
 	case 1:
 		m, ok := f.script()

@@ -92,23 +92,23 @@ var (
 func catalogue() []Capture {
 	sec := time.Second
 	chat := func(name string, port uint16, nets []string, meanSize int) app {
-		return tcpApp(endpoint{name, port, nets}, 90*sec, 60, 2.1, "tls", true, chatScript(4*sec, meanSize, 1200))
+		return tcpApp(endpoint{name, port, nets}, 90*sec, 60, 2.0, "tls", true, chatScript(4*sec, meanSize, 1200))
 	}
-	imap := tcpApp(endpoint{"imap.gmail.com", 993, google}, 40*sec, 80, 1.8, "tls", true, emailScript(false))
-	smtp := tcpApp(endpoint{"smtp.gmail.com", 465, google}, 40*sec, 80, 1.8, "tls", true, emailScript(true))
-	email := app{spacing: 40 * sec, flowSize: 80, wire: 1.8, newFlow: func(e *env, rng *source, at time.Time, budget int) (flow, error) {
+	imap := tcpApp(endpoint{"imap.gmail.com", 993, google}, 40*sec, 80, 1.7, "tls", true, emailScript(false))
+	smtp := tcpApp(endpoint{"smtp.gmail.com", 465, google}, 40*sec, 80, 1.7, "tls", true, emailScript(true))
+	email := app{spacing: 40 * sec, flowSize: 80, wire: imap.wire, overhead: imap.overhead, newFlow: func(e *env, rng *source, at time.Time, budget int) (flow, error) {
 		if rng.IntN(3) == 0 {
 			return smtp.newFlow(e, rng, at, budget)
 		}
 		return imap.newFlow(e, rng, at, budget)
 	}}
-	sftpUp := tcpApp(endpoint{"sftp", 22, campus}, 20*sec, 150, 1.65, "sftp", true, bulkScript(true, 32768+13))
-	scpDown := tcpApp(endpoint{"scp", 22, campus}, 20*sec, 150, 1.65, "scp", true, bulkScript(false, 65536))
-	ftpsData := tcpApp(endpoint{"ftp.unb.ca", 0, campus}, 20*sec, 150, 1.65, "tls", false, bulkScript(false, 65536))
+	sftpUp := tcpApp(endpoint{"sftp", 22, campus}, 20*sec, 150, 1.55, "sftp", true, bulkScript(true, 32768+13))
+	scpDown := tcpApp(endpoint{"scp", 22, campus}, 20*sec, 150, 1.55, "scp", true, bulkScript(false, 65536))
+	ftpsData := tcpApp(endpoint{"ftp.unb.ca", 0, campus}, 20*sec, 150, 1.55, "tls", false, bulkScript(false, 65536))
 	ftpsControl := tcpApp(endpoint{"ftp.unb.ca", 990, campus}, 20*sec, 10, 2.1, "tls", true, chatScript(200*time.Millisecond, 40, 200))
 	// An FTPS session is a control connection and, a moment later, the
 	// data connection it opened.
-	ftps := app{spacing: 15 * sec, flowSize: 100, wire: 1.65, newFlow: func(e *env, rng *source, at time.Time, budget int) (flow, error) {
+	ftps := app{spacing: 15 * sec, flowSize: 100, wire: ftpsData.wire, overhead: ftpsControl.overhead + ftpsData.overhead, newFlow: func(e *env, rng *source, at time.Time, budget int) (flow, error) {
 		control, err := ftpsControl.newFlow(e, rng, at, max(1, budget/8))
 		if err != nil {
 			return nil, err
@@ -120,10 +120,10 @@ func catalogue() []Capture {
 		}
 		return newMux(fixedFlows([]time.Time{at, dataAt}, []flow{control, data}))
 	}}
-	skypeFile := tcpApp(endpoint{"api.asm.skype.com", 443, microsoft}, 20*sec, 150, 1.65, "tls", true, bulkScript(true, 16384))
-	netflixApp := tcpApp(endpoint{"ipv4-c001-yyz001-ix.1.oca.nflxvideo.net", 443, netflix}, 30*sec, 200, 1.6, "tls", true, streamScript(60_000, 600_000, 2*sec))
-	vimeoApp := tcpApp(endpoint{"vod-progressive.akamaized.net", 443, fastly}, 30*sec, 200, 1.6, "tls", true, streamScript(40_000, 400_000, 2*sec))
-	spotifyApp := tcpApp(endpoint{"audio-fa.scdn.co", 443, spotify}, 30*sec, 120, 1.6, "tls", true, streamScript(20_000, 160_000, 3*sec))
+	skypeFile := tcpApp(endpoint{"api.asm.skype.com", 443, microsoft}, 20*sec, 150, 1.55, "tls", true, bulkScript(true, 16384))
+	netflixApp := tcpApp(endpoint{"ipv4-c001-yyz001-ix.1.oca.nflxvideo.net", 443, netflix}, 30*sec, 200, 1.5, "tls", true, streamScript(60_000, 600_000, 2*sec))
+	vimeoApp := tcpApp(endpoint{"vod-progressive.akamaized.net", 443, fastly}, 30*sec, 200, 1.5, "tls", true, streamScript(40_000, 400_000, 2*sec))
+	spotifyApp := tcpApp(endpoint{"audio-fa.scdn.co", 443, spotify}, 30*sec, 120, 1.5, "tls", true, streamScript(20_000, 160_000, 3*sec))
 	youtubeApp := quicApp(endpoint{"r4---sn-ni5f-t8gl.googlevideo.com", 443, google}, 30*sec, 200, streamScript(50_000, 500_000, 2*sec))
 	torrent := tcpApp(endpoint{"peer", 0, peers}, 300*time.Millisecond, 60, 1.9, "plain", true, torrentScript(newSource(0, "infohash").bytes(20)))
 	skypeAudio := voipApp(endpoint{"skype relay", 0, microsoft}, 60*sec, 800, voiceCodec{payloadType: 96, ptime: 20 * time.Millisecond, minSize: 50, maxSize: 130, clockRate: 16000})
@@ -174,38 +174,96 @@ func Captures() []Capture {
 	return cs
 }
 
-// target is how many kept packets capture c aims at under opt.
-func (c Capture) target(opt Options) int {
+// MinFlowsPerClass is the fewest flows (TCP connections, UDP conversations,
+// VPN tunnel sessions: distinct 5-tuples) each traffic class has across its
+// captures, at any scale. A split that keeps flows whole (split --split-by
+// flow) cuts each class at the flow nearest to its test share, so every
+// class needs many flows of similar size to land on both sides.
+const MinFlowsPerClass = 16
+
+// sessionFlows is about how many of an application's flows' packets one
+// VPN tunnel session carries before the client reconnects, when the
+// capture is large enough to need no more sessions than MinFlowsPerClass
+// asks.
+const sessionFlows = 8
+
+// vpnRate is the most bytes per second a VPN server forwards to a client.
+const vpnRate = 2_000_000
+
+// classCaptures counts the captures of class.
+func classCaptures(class string) int {
 	n := 0
 	for _, o := range catalogue() {
-		if o.Class == c.Class {
+		if o.Class == class {
 			n++
 		}
 	}
-	t := PacketsPerClass * opt.Scale / float64(n)
-	if c.VPN {
-		t /= c.app.wire
-	}
-	return max(10, int(math.Ceil(t)))
+	return n
 }
 
-// starter starts flows of a at jittered intervals from start, giving each a
-// share of the capture's packets until target is handed out.
-func (c Capture) starter(e *env, start time.Time, target int) flowStarter {
-	at, handed, i := start, 0, 0
+// target is how many kept packets capture c aims at under opt (in a VPN
+// capture every packet).
+func (c Capture) target(opt Options) int {
+	return max(10, int(math.Ceil(PacketsPerClass*opt.Scale/float64(classCaptures(c.Class)))))
+}
+
+// flows is how many flows (for a VPN capture, tunnel sessions) capture c
+// shares target among: as many as the application's flow size needs, and
+// at least the capture's part of MinFlowsPerClass if target is large
+// enough.
+func (c Capture) flows(target int) int {
+	size := c.app.flowSize
+	if c.VPN {
+		size = int(sessionFlows * c.app.packets(c.app.flowSize))
+	}
+	captures := classCaptures(c.Class)
+	n := max((target+size-1)/size, (MinFlowsPerClass+captures-1)/captures)
+	return max(1, min(n, target/minFlowPackets))
+}
+
+// minFlowPackets is the fewest kept packets a flow or tunnel session aims
+// at, which only a capture smaller than scale 1's makes it go down to:
+// fewer would be little more than a handshake.
+const minFlowPackets = 20
+
+// shares cuts total into n positive parts of similar, jittered sizes (fewer
+// when total < n).
+func shares(rng *source, total, n int) []int {
+	n = max(1, min(n, total))
+	w := make([]float64, n)
+	var sum float64
+	for i := range w {
+		w[i] = rng.jitter(1, 0.3)
+		sum += w[i]
+	}
+	out := make([]int, n)
+	var acc float64
+	handed := 0
+	for i := range w {
+		acc += w[i]
+		// Each part gets at least 1; rounding the running total keeps the sum exact.
+		next := max(handed+1, min(total-(n-1-i), int(math.Round(acc/sum*float64(total)))))
+		out[i] = next - handed
+		handed = next
+	}
+	return out
+}
+
+// starter starts the application's flows, n of them sharing target kept
+// packets, at jittered intervals from at.
+func (c Capture) starter(e *env, at time.Time, target, n int) flowStarter {
+	budgets := shares(newSource(e.seed, e.name, "shares"), target, n)
 	spacing := newSource(e.seed, e.name, "spacing")
+	i := 0
 	return func() (time.Time, flow, bool, error) {
-		if handed >= target {
+		if i == len(budgets) {
 			return time.Time{}, nil, false, nil
 		}
-		rng := newSource(e.seed, e.name, "flow", i)
-		budget := min(target-handed, max(1, int(rng.jitter(float64(c.app.flowSize), 0.5))))
-		handed += budget
-		i++
-		f, err := c.app.newFlow(e, rng, at, budget)
+		f, err := c.app.newFlow(e, newSource(e.seed, e.name, "flow", i), at, budgets[i])
 		if err != nil {
-			return time.Time{}, nil, false, fmt.Errorf("%s: flow %d: %w", c.Name, i, err)
+			return time.Time{}, nil, false, fmt.Errorf("%s: flow %d: %w", c.Name, i+1, err)
 		}
+		i++
 		begun := at
 		at = at.Add(time.Duration(spacing.jitter(float64(c.app.spacing), 0.6)))
 		return begun, f, true, nil
@@ -219,24 +277,32 @@ func (c Capture) packets(opt Options) (flow, error) {
 		Add(time.Duration(rng.IntN(30*24*3600)) * time.Second).
 		Add(time.Duration(rng.IntN(1_000_000)) * time.Microsecond)
 	lan := netip.AddrFrom4([4]byte{192, 168, 1, byte(rng.between(10, 250))})
+	target := c.target(opt)
 	if !c.VPN {
 		e := &env{seed: opt.Seed, name: c.Name, client: lan, ids: map[string]*tlsIdentity{}}
-		return newMux(c.starter(e, start, c.target(opt)))
+		return newMux(c.starter(e, start, target, c.flows(target)))
 	}
+	// The tunnel carries the application's flows, which send every one of
+	// the target's packets but the sessions' handshakes; the client
+	// reconnects often enough to make the capture's share of
+	// MinFlowsPerClass sessions.
 	tunnel := netip.AddrFrom4([4]byte{10, 8, 0, byte(rng.between(2, 250))})
-	e := &env{seed: opt.Seed, name: c.Name, client: tunnel, ids: map[string]*tlsIdentity{}}
-	rtt := randomRTT(rng)
-	inner, err := newMux(c.starter(e, start.Add(2*rtt), c.target(opt)))
+	e := &env{seed: opt.Seed, name: c.Name, client: tunnel, ids: map[string]*tlsIdentity{}, maxRate: vpnRate}
+	// The last session takes what the estimate of the inner packets misses.
+	sessions := shares(newSource(opt.Seed, c.Name, "sessions"), target*9/10, c.flows(target))
+	n := max(1, int(math.Round(float64(target)/c.app.packets(c.app.flowSize))))
+	budget := max(n, int((float64(target-2*len(sessions))-float64(n)*c.app.overhead)/c.app.wire))
+	// The provider's server is near: a round trip of a few milliseconds,
+	// during which a reconnecting client's old session still carries
+	// traffic.
+	rtt := time.Duration(rng.between(2000, 10000)) * time.Microsecond
+	inner, err := newMux(c.starter(e, start.Add(2*rtt), budget, n))
 	if err != nil {
 		return nil, err
 	}
-	outer := udpEnds{
-		cli:     &host{addr: lan, ttl: 64, id: uint16(rng.Uint32())},
-		srv:     e.serverHost(rng, endpoint{networks: campus}),
-		cliPort: ephemeralPort(rng),
-		srvPort: wgPort,
-	}
-	return newTunnelFlow(rng, outer, inner, start, rtt)
+	servers := []*host{e.serverHost(rng, endpoint{networks: campus}), e.serverHost(rng, endpoint{networks: campus})}
+	client := &host{addr: lan, ttl: 64, id: uint16(rng.Uint32())}
+	return newTunnelFlow(rng, client, servers, sessions, inner, start, rtt), nil
 }
 
 var (
