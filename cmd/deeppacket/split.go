@@ -42,7 +42,8 @@ the reference's test set is far larger and more skewed than its training set.
 --format reference writes the reference Spark job's schema (feature: list of
 doubles divided by 255, zero-padded to signal_length; label: int64), which
 the reference's own PyTorch code reads unchanged; compact (the default)
-keeps the feature bytes and the provenance columns, about 1/20 the size.`,
+keeps the feature bytes and the provenance columns, a third of the size or
+less, and the loader reads both.`,
 		Args: cobra.ExactArgs(1),
 		RunE: runSplit,
 	}
