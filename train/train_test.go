@@ -398,3 +398,49 @@ func TestEvaluateReferenceCheckpoint(t *testing.T) {
 		}
 	}
 }
+
+// TestModelKinds trains each architecture for an epoch (the SAE after its
+// layer-wise pretraining) and exports it to TorchScript, which gives the
+// model's own logits.
+func TestModelKinds(t *testing.T) {
+	dir := t.TempDir()
+	set := writeSet(t, dir, "train", 48, 5, 6)
+	tests := []struct {
+		name string
+		edit func(*Config)
+	}{
+		{"resnet", func(c *Config) {
+			c.Model.Kind, c.Model.C1OutputDim, c.Model.C1KernelSize, c.Model.C1Stride, c.Model.C1NBlock = "resnet", 4, 5, 3, 2
+		}},
+		{"sae", func(c *Config) {
+			c.Model.Kind, c.Model.HiddenDims, c.Pretrain.Epochs = "sae", []int64{16, 8}, 1
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := smallConfig(set, 1)
+			cfg.Model.OutputDim = 5
+			cfg.Checkpoint.TorchScript = true
+			tc.edit(&cfg)
+			run := filepath.Join(dir, tc.name)
+			res, err := Train(context.Background(), cfg, Options{RunDir: run})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.GlobalStep != 3 {
+				t.Errorf("%d steps, want 3", res.GlobalStep)
+			}
+			fromCkpt, err := Evaluate(context.Background(), res.Best, set, EvalOptions{Device: torch.CPU})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fromScript, err := Evaluate(context.Background(), res.TorchScript, set, EvalOptions{Device: torch.CPU})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if math.Abs(fromCkpt.Loss-fromScript.Loss) > 1e-5 || fromCkpt.Accuracy != fromScript.Accuracy {
+				t.Errorf("checkpoint loss %v accuracy %v, TorchScript %v %v", fromCkpt.Loss, fromCkpt.Accuracy, fromScript.Loss, fromScript.Accuracy)
+			}
+		})
+	}
+}

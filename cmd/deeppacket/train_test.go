@@ -147,3 +147,41 @@ func TestTrainConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigs reads every file under configs/ as train does and checks the
+// reference's settings in them.
+func TestConfigs(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(testenv.RepoRoot(t), "configs", "*.yaml"))
+	if err != nil || len(files) < 7 {
+		t.Fatalf("configs: %v (%d files)", err, len(files))
+	}
+	for _, path := range files {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			cmd := newTrainCmd()
+			cmd.Flags().String("config", "", "")
+			cmd.Flags().StringArray("set", nil, "")
+			if err := cmd.ParseFlags([]string{"--config", path}); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := trainConfig(cmd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			name := filepath.Base(path)
+			wantEpochs := map[string]int{"cnn": 20, "resnet": 40, "sae": 20}[cfg.Model.Kind]
+			if name == "small.yaml" {
+				wantEpochs = cfg.Epochs
+			}
+			es := cfg.EarlyStopping
+			if cfg.Epochs != wantEpochs || cfg.BatchSize != 16 || cfg.Seed != 9876 || cfg.Optimizer.Name != "adam" || cfg.Optimizer.LR != 1e-3 ||
+				!es.Enabled || es.Monitor != "train_loss" || es.Patience != 3 || es.MinDelta != 0 || es.Mode != "min" {
+				t.Errorf("not the reference's settings: %+v", cfg)
+			}
+			wantTask := map[bool]string{true: "traffic", false: "application"}[strings.HasPrefix(name, "traffic")]
+			wantOut := map[string]int64{"application": 17, "traffic": 12}[wantTask]
+			if cfg.Task != wantTask || cfg.Model.OutputDim != wantOut {
+				t.Errorf("task %s output_dim %d, want %s and %d", cfg.Task, cfg.Model.OutputDim, wantTask, wantOut)
+			}
+		})
+	}
+}
