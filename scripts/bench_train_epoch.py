@@ -9,7 +9,6 @@ import sys
 import time
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 threads = int(os.environ.get("DEEPPACKET_THREADS", "0"))
@@ -17,29 +16,14 @@ if threads > 0:
     torch.set_num_threads(threads)
 
 
-class CNN(nn.Module):
-    """The reference's CNN (ml/model.py) with the application settings."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Sequential(nn.Conv1d(1, 200, 4, 3), nn.ReLU())
-        self.conv2 = nn.Sequential(nn.Conv1d(200, 200, 5, 1), nn.ReLU())
-        self.max_pool = nn.MaxPool1d(kernel_size=2)
-        dummy = self.max_pool(self.conv2(self.conv1(torch.rand(1, 1, 1500))))
-        self.fc1 = nn.Sequential(nn.Linear(dummy.view(1, -1).shape[1], 200), nn.Dropout(p=0.05), nn.ReLU())
-        self.fc2 = nn.Sequential(nn.Linear(200, 100), nn.Dropout(p=0.05), nn.ReLU())
-        self.fc3 = nn.Sequential(nn.Linear(100, 50), nn.Dropout(p=0.05), nn.ReLU())
-        self.out = nn.Linear(50, 17)
-
-    def forward(self, x):
-        x = self.max_pool(self.conv2(self.conv1(x)))
-        return self.out(self.fc3(self.fc2(self.fc1(x.reshape(x.shape[0], -1)))))
-
+# The reference's CNN, as the trainer's parity test builds it in PyTorch.
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "train", "testdata"))
+from parity_train import CNN  # noqa: E402
 
 data = torch.load(sys.argv[1])
 x, y = data["x"], data["y"]
 torch.manual_seed(9876)
-model = CNN()
+model = CNN(200, 4, 3, 200, 5, 1, 17, 1500)  # the reference's application settings
 model.train()
 optimizer = torch.optim.Adam(model.parameters())
 start, cpu_start = time.perf_counter(), time.process_time()

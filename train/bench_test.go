@@ -2,7 +2,6 @@ package train
 
 import (
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -10,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/deeppacket/deeppacket/data/loader"
 	"github.com/deeppacket/deeppacket/torch"
 )
 
@@ -65,25 +63,7 @@ func cpuSeconds(b *testing.B) float64 {
 
 // dumpSet writes every row of cfg's training set as two tensors.
 func dumpSet(b *testing.B, cfg Config, path string) {
-	l, err := loader.Open(cfg.Data.Train, loaderOptions(cfg, false))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	var xs []float32
-	var ys []int64
-	e := l.Epoch(0)
-	for {
-		batch, err := e.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			b.Fatal(err)
-		}
-		xs = append(xs, batch.Features...)
-		ys = append(ys, batch.Labels[:batch.Size]...)
-	}
+	xs, ys := epochRows(b, cfg, false)
 	n := int64(len(ys))
 	x := torch.FromSlice(nil, xs, []int64{n, 1, cfg.Model.SignalLength}, torch.CPU)
 	y := torch.FromSlice(nil, ys, []int64{n}, torch.CPU)

@@ -56,6 +56,31 @@ func writeSet(t *testing.T, dir, name string, n, classes int, seed uint64) strin
 	return path
 }
 
+// epochRows returns the features and labels of the rows of cfg's training
+// set in the order the trainer's loader gives them in epoch 0.
+func epochRows(tb testing.TB, cfg Config, shuffle bool) ([]float32, []int64) {
+	tb.Helper()
+	l, err := loader.Open(cfg.Data.Train, loaderOptions(cfg, shuffle))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	var xs []float32
+	var ys []int64
+	e := l.Epoch(0)
+	for {
+		b, err := e.Next()
+		if err == io.EOF {
+			return xs, ys
+		}
+		if err != nil {
+			tb.Fatal(err)
+		}
+		xs = append(xs, b.Features...)
+		ys = append(ys, b.Labels[:b.Size]...)
+	}
+}
+
 // smallConfig is a fast CNN run on the set at train.
 func smallConfig(train string, epochs int) Config {
 	cfg := DefaultConfig()
@@ -88,25 +113,7 @@ func TestParityWithPyTorch(t *testing.T) {
 	}
 
 	// The batches of epoch 0, as the trainer's loader gave them.
-	l, err := loader.Open(cfg.Data.Train, loaderOptions(cfg, true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	var xs []float32
-	var ys []int64
-	e := l.Epoch(0)
-	for {
-		b, err := e.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		xs = append(xs, b.Features...)
-		ys = append(ys, b.Labels[:b.Size]...)
-	}
+	xs, ys := epochRows(t, cfg, true)
 	m := cfg.Model
 	in := map[string]*torch.Tensor{
 		"x":       torch.FromSlice(nil, xs, []int64{100, 16, 1, 1500}, torch.CPU),
