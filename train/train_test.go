@@ -2,6 +2,7 @@ package train
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"math"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/deeppacket/deeppacket/data/dataset"
 	"github.com/deeppacket/deeppacket/data/loader"
@@ -157,52 +159,126 @@ func TestParityWithPyTorch(t *testing.T) {
 	t.Logf("100 steps: loss %.4f → %.4f, largest difference from PyTorch %.2g", goLosses[0], goLosses[99], worst)
 }
 
-// TestResume stops a run after its first epoch, resumes it from last.ckpt
-// in a fresh trainer, and checks that it ends with the weights, optimiser
-// state and metrics of a run that was never interrupted.
+// TestResume interrupts a run after its first epoch, once by stopping it
+// (what Ctrl-C does) and once by killing its process with SIGKILL, resumes
+// each from last.ckpt in a fresh trainer, and checks that both end with the
+// weights, optimiser state and metrics of a run never interrupted.
 func TestResume(t *testing.T) {
+	if os.Getenv(childEnv) != "" {
+		t.Skip("the killed child runs in TestKilledChild")
+	}
 	dir := t.TempDir()
-	cfg := smallConfig(writeSet(t, dir, "train", 160, 5, 2), 3)
+	cfg := smallConfig(writeSet(t, dir, "train", 480, 5, 2), 3)
 	cfg.Model.OutputDim = 5
 	cfg.Model.C1OutputDim, cfg.Model.C2OutputDim = 8, 8
 	cfg.ValidationFrac = 0.2
 	cfg.Checkpoint.Monitor = "val_loss"
-	whole, parts := filepath.Join(dir, "whole"), filepath.Join(dir, "parts")
+	whole := filepath.Join(dir, "whole")
 	if _, err := Train(context.Background(), cfg, Options{RunDir: whole}); err != nil {
 		t.Fatal(err)
 	}
+	last := func(run string) string { return filepath.Join(run, CheckpointDir, LastCheckpoint) }
 
-	ctx, cancel := context.WithCancel(context.Background())
-	_, err := Train(ctx, cfg, Options{RunDir: parts, OnEpochEnd: func(m EpochMetrics) {
-		if m.Epoch == 0 {
-			cancel()
+	t.Run("stopped", func(t *testing.T) {
+		run := filepath.Join(dir, "stopped")
+		ctx, cancel := context.WithCancel(context.Background())
+		_, err := Train(ctx, cfg, Options{RunDir: run, OnEpochEnd: func(m EpochMetrics) {
+			if m.Epoch == 0 {
+				cancel()
+			}
+		}})
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("stopped run: %v, want context.Canceled", err)
 		}
-	}})
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("stopped run: %v, want context.Canceled", err)
+		resumeAndCompare(t, cfg, run, whole, 0)
+	})
+
+	t.Run("killed", func(t *testing.T) {
+		run := filepath.Join(dir, "killed")
+		doc, err := json.Marshal(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		child := exec.Command(os.Args[0], "-test.run=^TestKilledChild$")
+		child.Env = append(os.Environ(), childEnv+"="+string(doc), childRunEnv+"="+run)
+		var out strings.Builder
+		child.Stdout, child.Stderr = &out, &out
+		if err := child.Start(); err != nil {
+			t.Fatal(err)
+		}
+		ended := make(chan error, 1)
+		go func() { ended <- child.Wait() }()
+		// Kill it as soon as its first checkpoint exists: early in its
+		// second epoch.
+		for {
+			if _, err := os.Stat(last(run)); err == nil {
+				break
+			}
+			select {
+			case err := <-ended:
+				t.Fatalf("the child ended before its first checkpoint: %v\n%s", err, out.String())
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		child.Process.Kill()
+		<-ended
+		ck, err := deeppacket.ReadCheckpoint(last(run))
+		if err != nil {
+			t.Fatalf("the killed run's checkpoint: %v", err)
+		}
+		epoch := ck.Epoch
+		ck.Close()
+		if epoch >= 2 {
+			t.Skip("the child finished before it was killed")
+		}
+		resumeAndCompare(t, cfg, run, whole, int(epoch))
+	})
+}
+
+// The killed child's configuration (JSON) and run folder.
+const childEnv, childRunEnv = "DEEPPACKET_TRAIN_CHILD", "DEEPPACKET_TRAIN_CHILD_RUN"
+
+// TestKilledChild is the process TestResume kills.
+func TestKilledChild(t *testing.T) {
+	doc := os.Getenv(childEnv)
+	if doc == "" {
+		t.Skip("run by TestResume")
 	}
-	ck, err := deeppacket.ReadCheckpoint(filepath.Join(parts, CheckpointDir, LastCheckpoint))
+	var cfg Config
+	if err := json.Unmarshal([]byte(doc), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Train(context.Background(), cfg, Options{RunDir: os.Getenv(childRunEnv)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// resumeAndCompare resumes the run in folder run, interrupted after epoch,
+// and compares its end with the uninterrupted run in folder whole.
+func resumeAndCompare(t *testing.T, cfg Config, run, whole string, epoch int) {
+	t.Helper()
+	last := filepath.Join(run, CheckpointDir, LastCheckpoint)
+	ck, err := deeppacket.ReadCheckpoint(last)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ck.Epoch != 0 || ck.GlobalStep != 8 {
-		t.Errorf("checkpoint after the first epoch: epoch %d step %d, want 0 and 8", ck.Epoch, ck.GlobalStep)
+	if ck.Epoch != int64(epoch) || ck.GlobalStep != int64(24*(epoch+1)) {
+		t.Errorf("checkpoint after epoch %d: epoch %d step %d", epoch, ck.Epoch, ck.GlobalStep)
 	}
 	ck.Close()
-	res, err := Train(context.Background(), cfg, Options{RunDir: parts, Resume: filepath.Join(parts, CheckpointDir, LastCheckpoint)})
+	res, err := Train(context.Background(), cfg, Options{RunDir: run, Resume: last})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Epochs) != 3 || res.GlobalStep != 24 {
-		t.Fatalf("resumed run: %d epochs, %d steps; want 3 and 24", len(res.Epochs), res.GlobalStep)
+	if len(res.Epochs) != 3 || res.GlobalStep != 72 {
+		t.Fatalf("resumed run: %d epochs, %d steps; want 3 and 72", len(res.Epochs), res.GlobalStep)
 	}
-
 	for _, name := range []string{LastCheckpoint, BestCheckpoint} {
 		a, err := deeppacket.ReadCheckpoint(filepath.Join(whole, CheckpointDir, name))
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := deeppacket.ReadCheckpoint(filepath.Join(parts, CheckpointDir, name))
+		b, err := deeppacket.ReadCheckpoint(filepath.Join(run, CheckpointDir, name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -225,7 +301,7 @@ func TestResume(t *testing.T) {
 	}
 	for _, name := range []string{MetricsJSONL, MetricsCSV} {
 		a, _ := os.ReadFile(filepath.Join(whole, name))
-		b, _ := os.ReadFile(filepath.Join(parts, name))
+		b, _ := os.ReadFile(filepath.Join(run, name))
 		// Seconds and rates differ; steps, epochs and losses must not.
 		if got, want := lossColumns(string(b)), lossColumns(string(a)); !slices.Equal(got, want) || len(want) == 0 {
 			t.Errorf("%s differs from the uninterrupted run's:\n%s\nwant\n%s", name, b, a)
