@@ -42,12 +42,13 @@ type app struct {
 	newFlow  func(e *env, rng *source, at time.Time, budget int) (flow, error)
 }
 
-// endpoint is a service: a server name, its port, and the /16 networks its
-// addresses come from.
+// endpoint is a service: a server name, its port, the /16 networks its
+// addresses come from, and how it speaks TLS if it does.
 type endpoint struct {
 	name     string
 	port     uint16
 	networks []string
+	tls      tlsProfile
 }
 
 func (e *env) clientHost(rng *source) *host {
@@ -100,7 +101,7 @@ func tcpApp(ep endpoint, spacing time.Duration, flowSize int, wire float64, prot
 			if err != nil {
 				return nil, err
 			}
-			c = newTLSCodec(e.seed, fmt.Sprint(e.name, "/", rng.Uint64()), id, ep.name, at)
+			c = newTLSCodec(e.seed, fmt.Sprint(e.name, "/", rng.Uint64()), id, ep.name, at, ep.tls)
 		case "sftp":
 			c = newSSHCodec(rng, "")
 		case "scp":

@@ -4,15 +4,16 @@
 // know (netflix1.pcap, skype_chat1a.pcap, vpn_bittorrent.pcap, ...), and the
 // set covers every traffic class.
 //
-// The bytes are real protocols, not noise: TCP flows carry TLS 1.3 sessions
-// run between an in-process crypto/tls client and server, or SSH sessions
+// The bytes are real protocols, not noise: TCP flows carry TLS 1.2 or 1.3
+// sessions run between an in-process crypto/tls client and server, with the
+// version, cipher suite and record sizes each service used, or SSH sessions
 // (sftp, scp) with a real key exchange and cipher; UDP flows carry SRTP
 // calls after STUN checks, or QUIC-like packets; BitTorrent speaks its peer
 // wire protocol; VPN captures wrap the same traffic in a WireGuard-like
-// encrypted UDP tunnel. Each application behaves as its class does:
-// streaming is bulk from server to client, chat is short messages both ways
-// with pauses, file transfer is bulk one way, VoIP is small packets at a
-// fixed rate, torrent talks to many peers. Frames are Ethernet with correct
+// encrypted UDP tunnel, reconnecting now and then. Each application behaves
+// as its class does: streaming is bulk from server to client, chat is short
+// messages both ways with pauses, file transfer is bulk one way, VoIP is
+// small packets at a fixed rate, torrent talks to many peers. Frames are Ethernet with correct
 // IPv4, TCP and UDP headers and checksums, TCP handshakes, sequence numbers
 // and teardowns, and timestamps paced by round trips and link rates.
 //
@@ -28,6 +29,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/ecdh"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -89,23 +91,39 @@ var (
 	peers     = []string{"86.12.0.0/16", "95.24.0.0/16", "112.65.0.0/16", "187.34.0.0/16", "73.158.0.0/16", "2.86.0.0/16", "5.18.0.0/16"}
 )
 
+// The TLS each service spoke around 2016, when the ISCX captures were made:
+// TLS 1.2 with the server's preferred suite (the old OSCAR and campus
+// servers CBC, Google ChaCha20 in records that fit a segment, the CDNs
+// AES-GCM), Facebook's early TLS 1.3, and the ALPN its client offers.
+var (
+	aolTLS       = tlsProfile{version: tls.VersionTLS12, suite: tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}
+	campusTLS    = tlsProfile{version: tls.VersionTLS12, suite: tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA}
+	microsoftTLS = tlsProfile{version: tls.VersionTLS12, suite: tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, recordSize: 4096}
+	gmailTLS     = tlsProfile{version: tls.VersionTLS12, suite: tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, recordSize: 1400}
+	hangoutsTLS  = tlsProfile{version: tls.VersionTLS12, suite: tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, alpn: []string{"h2", "http/1.1"}, recordSize: 1400}
+	facebookTLS  = tlsProfile{version: tls.VersionTLS13, alpn: []string{"h2", "http/1.1"}}
+	netflixTLS   = tlsProfile{version: tls.VersionTLS12, suite: tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, alpn: []string{"http/1.1"}}
+	fastlyTLS    = tlsProfile{version: tls.VersionTLS12, suite: tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, alpn: []string{"h2", "http/1.1"}}
+	spotifyTLS   = tlsProfile{version: tls.VersionTLS12, suite: tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, alpn: []string{"http/1.1"}}
+)
+
 func catalogue() []Capture {
 	sec := time.Second
-	chat := func(name string, port uint16, nets []string, meanSize int) app {
-		return tcpApp(endpoint{name, port, nets}, 90*sec, 60, 2.0, "tls", true, chatScript(4*sec, meanSize, 1200))
+	chat := func(name string, port uint16, nets []string, prof tlsProfile, meanSize int) app {
+		return tcpApp(endpoint{name, port, nets, prof}, 90*sec, 60, 2.0, "tls", true, chatScript(4*sec, meanSize, 1200))
 	}
-	imap := tcpApp(endpoint{"imap.gmail.com", 993, google}, 40*sec, 80, 1.7, "tls", true, emailScript(false))
-	smtp := tcpApp(endpoint{"smtp.gmail.com", 465, google}, 40*sec, 80, 1.7, "tls", true, emailScript(true))
+	imap := tcpApp(endpoint{"imap.gmail.com", 993, google, gmailTLS}, 40*sec, 80, 1.7, "tls", true, emailScript(false))
+	smtp := tcpApp(endpoint{"smtp.gmail.com", 465, google, gmailTLS}, 40*sec, 80, 1.7, "tls", true, emailScript(true))
 	email := app{spacing: 40 * sec, flowSize: 80, wire: imap.wire, overhead: imap.overhead, newFlow: func(e *env, rng *source, at time.Time, budget int) (flow, error) {
 		if rng.IntN(3) == 0 {
 			return smtp.newFlow(e, rng, at, budget)
 		}
 		return imap.newFlow(e, rng, at, budget)
 	}}
-	sftpUp := tcpApp(endpoint{"sftp", 22, campus}, 20*sec, 150, 1.55, "sftp", true, bulkScript(true, 32768+13))
-	scpDown := tcpApp(endpoint{"scp", 22, campus}, 20*sec, 150, 1.55, "scp", true, bulkScript(false, 65536))
-	ftpsData := tcpApp(endpoint{"ftp.unb.ca", 0, campus}, 20*sec, 150, 1.55, "tls", false, bulkScript(false, 65536))
-	ftpsControl := tcpApp(endpoint{"ftp.unb.ca", 990, campus}, 20*sec, 10, 2.1, "tls", true, chatScript(200*time.Millisecond, 40, 200))
+	sftpUp := tcpApp(endpoint{"sftp", 22, campus, tlsProfile{}}, 20*sec, 150, 1.55, "sftp", true, bulkScript(true, 32768+13))
+	scpDown := tcpApp(endpoint{"scp", 22, campus, tlsProfile{}}, 20*sec, 150, 1.55, "scp", true, bulkScript(false, 65536))
+	ftpsData := tcpApp(endpoint{"ftp.unb.ca", 0, campus, campusTLS}, 20*sec, 150, 1.55, "tls", false, bulkScript(false, 65536))
+	ftpsControl := tcpApp(endpoint{"ftp.unb.ca", 990, campus, campusTLS}, 20*sec, 10, 2.1, "tls", true, chatScript(200*time.Millisecond, 40, 200))
 	// An FTPS session is a control connection and, a moment later, the
 	// data connection it opened.
 	ftps := app{spacing: 15 * sec, flowSize: 100, wire: ftpsData.wire, overhead: ftpsControl.overhead + ftpsData.overhead, newFlow: func(e *env, rng *source, at time.Time, budget int) (flow, error) {
@@ -120,24 +138,24 @@ func catalogue() []Capture {
 		}
 		return newMux(fixedFlows([]time.Time{at, dataAt}, []flow{control, data}))
 	}}
-	skypeFile := tcpApp(endpoint{"api.asm.skype.com", 443, microsoft}, 20*sec, 150, 1.55, "tls", true, bulkScript(true, 16384))
-	netflixApp := tcpApp(endpoint{"ipv4-c001-yyz001-ix.1.oca.nflxvideo.net", 443, netflix}, 30*sec, 200, 1.5, "tls", true, streamScript(60_000, 600_000, 2*sec))
-	vimeoApp := tcpApp(endpoint{"vod-progressive.akamaized.net", 443, fastly}, 30*sec, 200, 1.5, "tls", true, streamScript(40_000, 400_000, 2*sec))
-	spotifyApp := tcpApp(endpoint{"audio-fa.scdn.co", 443, spotify}, 30*sec, 120, 1.5, "tls", true, streamScript(20_000, 160_000, 3*sec))
-	youtubeApp := quicApp(endpoint{"r4---sn-ni5f-t8gl.googlevideo.com", 443, google}, 30*sec, 200, streamScript(50_000, 500_000, 2*sec))
-	torrent := tcpApp(endpoint{"peer", 0, peers}, 300*time.Millisecond, 60, 1.9, "plain", true, torrentScript(newSource(0, "infohash").bytes(20)))
-	skypeAudio := voipApp(endpoint{"skype relay", 0, microsoft}, 60*sec, 800, voiceCodec{payloadType: 96, ptime: 20 * time.Millisecond, minSize: 50, maxSize: 130, clockRate: 16000})
-	fbAudio := voipApp(endpoint{"facebook", 3478, facebook}, 60*sec, 800, voiceCodec{payloadType: 111, ptime: 20 * time.Millisecond, minSize: 40, maxSize: 140, clockRate: 48000})
-	hangoutsAudio := voipApp(endpoint{"hangouts", 19305, google}, 60*sec, 800, voiceCodec{payloadType: 111, ptime: 20 * time.Millisecond, minSize: 60, maxSize: 160, clockRate: 48000})
-	voipbuster := voipApp(endpoint{"voipbuster", 0, voipProv}, 60*sec, 800, voiceCodec{payloadType: 0, ptime: 20 * time.Millisecond, minSize: 160, maxSize: 160, clockRate: 8000})
+	skypeFile := tcpApp(endpoint{"api.asm.skype.com", 443, microsoft, microsoftTLS}, 20*sec, 150, 1.55, "tls", true, bulkScript(true, 16384))
+	netflixApp := tcpApp(endpoint{"ipv4-c001-yyz001-ix.1.oca.nflxvideo.net", 443, netflix, netflixTLS}, 30*sec, 200, 1.5, "tls", true, streamScript(60_000, 600_000, 2*sec))
+	vimeoApp := tcpApp(endpoint{"vod-progressive.akamaized.net", 443, fastly, fastlyTLS}, 30*sec, 200, 1.5, "tls", true, streamScript(40_000, 400_000, 2*sec))
+	spotifyApp := tcpApp(endpoint{"audio-fa.scdn.co", 443, spotify, spotifyTLS}, 30*sec, 120, 1.5, "tls", true, streamScript(20_000, 160_000, 3*sec))
+	youtubeApp := quicApp(endpoint{"r4---sn-ni5f-t8gl.googlevideo.com", 443, google, tlsProfile{}}, 30*sec, 200, streamScript(50_000, 500_000, 2*sec))
+	torrent := tcpApp(endpoint{"peer", 0, peers, tlsProfile{}}, 300*time.Millisecond, 60, 1.9, "plain", true, torrentScript(newSource(0, "infohash").bytes(20)))
+	skypeAudio := voipApp(endpoint{"skype relay", 0, microsoft, tlsProfile{}}, 60*sec, 800, voiceCodec{payloadType: 96, ptime: 20 * time.Millisecond, minSize: 50, maxSize: 130, clockRate: 16000})
+	fbAudio := voipApp(endpoint{"facebook", 3478, facebook, tlsProfile{}}, 60*sec, 800, voiceCodec{payloadType: 111, ptime: 20 * time.Millisecond, minSize: 40, maxSize: 140, clockRate: 48000})
+	hangoutsAudio := voipApp(endpoint{"hangouts", 19305, google, tlsProfile{}}, 60*sec, 800, voiceCodec{payloadType: 111, ptime: 20 * time.Millisecond, minSize: 60, maxSize: 160, clockRate: 48000})
+	voipbuster := voipApp(endpoint{"voipbuster", 0, voipProv, tlsProfile{}}, 60*sec, 800, voiceCodec{payloadType: 0, ptime: 20 * time.Millisecond, minSize: 160, maxSize: 160, clockRate: 8000})
 
 	return []Capture{
-		{Name: "aimchat1.pcap", Class: "Chat", App: "AIM Chat", app: chat("login.oscar.aol.com", 5190, aol, 60)},
-		{Name: "icq_chat_3a.pcap", Class: "Chat", App: "ICQ", app: chat("login.icq.com", 5190, icq, 60)},
-		{Name: "skype_chat1a.pcap", Class: "Chat", App: "Skype", app: chat("client-s.gateway.messenger.live.com", 443, microsoft, 120)},
-		{Name: "facebookchat1.pcap", Class: "Chat", App: "Facebook", app: chat("edge-chat.facebook.com", 443, facebook, 150)},
-		{Name: "gmailchat1.pcap", Class: "Chat", App: "Gmail", app: chat("mtalk.google.com", 5228, google, 80)},
-		{Name: "hangouts_chat_4a.pcap", Class: "Chat", App: "Hangouts", app: chat("hangouts.google.com", 443, google, 100)},
+		{Name: "aimchat1.pcap", Class: "Chat", App: "AIM Chat", app: chat("login.oscar.aol.com", 5190, aol, aolTLS, 60)},
+		{Name: "icq_chat_3a.pcap", Class: "Chat", App: "ICQ", app: chat("login.icq.com", 5190, icq, aolTLS, 60)},
+		{Name: "skype_chat1a.pcap", Class: "Chat", App: "Skype", app: chat("client-s.gateway.messenger.live.com", 443, microsoft, microsoftTLS, 120)},
+		{Name: "facebookchat1.pcap", Class: "Chat", App: "Facebook", app: chat("edge-chat.facebook.com", 443, facebook, facebookTLS, 150)},
+		{Name: "gmailchat1.pcap", Class: "Chat", App: "Gmail", app: chat("mtalk.google.com", 5228, google, gmailTLS, 80)},
+		{Name: "hangouts_chat_4a.pcap", Class: "Chat", App: "Hangouts", app: chat("hangouts.google.com", 443, google, hangoutsTLS, 100)},
 		{Name: "email1a.pcap", Class: "Email", App: "Email", app: email},
 		{Name: "ftps_down_1a.pcap", Class: "File Transfer", App: "FTPS", app: ftps},
 		{Name: "scpdown1.pcap", Class: "File Transfer", App: "SCP", app: scpDown},
@@ -151,10 +169,10 @@ func catalogue() []Capture {
 		{Name: "hangouts_audio1a.pcap", Class: "Voip", App: "Hangouts", app: hangoutsAudio},
 		{Name: "skype_audio1a.pcap", Class: "Voip", App: "Skype", app: skypeAudio},
 		{Name: "voipbuster1b.pcap", Class: "Voip", App: "Voipbuster", app: voipbuster},
-		{Name: "vpn_aim_chat1a.pcap", Class: "VPN: Chat", App: "AIM Chat", VPN: true, app: chat("login.oscar.aol.com", 5190, aol, 60)},
-		{Name: "vpn_hangouts_chat1a.pcap", Class: "VPN: Chat", App: "Hangouts", VPN: true, app: chat("hangouts.google.com", 443, google, 100)},
-		{Name: "vpn_icq_chat1a.pcap", Class: "VPN: Chat", App: "ICQ", VPN: true, app: chat("login.icq.com", 5190, icq, 60)},
-		{Name: "vpn_skype_chat1a.pcap", Class: "VPN: Chat", App: "Skype", VPN: true, app: chat("client-s.gateway.messenger.live.com", 443, microsoft, 120)},
+		{Name: "vpn_aim_chat1a.pcap", Class: "VPN: Chat", App: "AIM Chat", VPN: true, app: chat("login.oscar.aol.com", 5190, aol, aolTLS, 60)},
+		{Name: "vpn_hangouts_chat1a.pcap", Class: "VPN: Chat", App: "Hangouts", VPN: true, app: chat("hangouts.google.com", 443, google, hangoutsTLS, 100)},
+		{Name: "vpn_icq_chat1a.pcap", Class: "VPN: Chat", App: "ICQ", VPN: true, app: chat("login.icq.com", 5190, icq, aolTLS, 60)},
+		{Name: "vpn_skype_chat1a.pcap", Class: "VPN: Chat", App: "Skype", VPN: true, app: chat("client-s.gateway.messenger.live.com", 443, microsoft, microsoftTLS, 120)},
 		{Name: "vpn_email2a.pcap", Class: "VPN: Email", App: "Email", VPN: true, app: email},
 		{Name: "vpn_ftps_a.pcap", Class: "VPN: File Transfer", App: "FTPS", VPN: true, app: ftps},
 		{Name: "vpn_sftp_a.pcap", Class: "VPN: File Transfer", App: "SFTP", VPN: true, app: sftpUp},

@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -41,12 +42,13 @@ func (plainCodec) send(toServer bool, msg []byte) ([]chunk, error) {
 }
 func (plainCodec) close() {}
 
-// tlsCodec runs a real TLS 1.3 session between an in-process crypto/tls
+// tlsCodec runs a real TLS 1.2 or 1.3 session between an in-process crypto/tls
 // client and server and returns the records each writes.
 type tlsCodec struct {
 	client, server *tls.Conn
 	toServer       *pipeHalf // what the client writes
 	toClient       *pipeHalf // what the server writes
+	recordSize     int       // the largest record written; 0 for TLS's limit
 }
 
 // tlsIdentity is a server's self-signed certificate. Ed25519 keeps both the
@@ -82,35 +84,57 @@ func newTLSIdentity(rng *source, name string, notBefore time.Time) (*tlsIdentity
 	return &tlsIdentity{cert: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: parsed}, pool: pool}, nil
 }
 
+// tlsProfile is how a service's client and server speak TLS, which
+// differs between real services: the version and cipher suite they settle
+// on (TLS 1.2's records show an explicit nonce or IV, its CBC suites pad),
+// the ALPN protocols the client offers, and the largest record the sender
+// writes (some servers keep records to one TCP segment).
+type tlsProfile struct {
+	version    uint16 // the highest version both ends speak
+	suite      uint16 // the TLS 1.2 cipher suite; TLS 1.3 uses its default
+	alpn       []string
+	recordSize int // 0: as large as TLS allows (16 kB)
+}
+
 // newTLSCodec prepares a session with server name name at time now. Each
 // end draws from its own stream so that the two goroutines of the handshake
 // cannot interleave their reads of one source.
-func newTLSCodec(seed int64, label string, id *tlsIdentity, name string, now time.Time) *tlsCodec {
+func newTLSCodec(seed int64, label string, id *tlsIdentity, name string, now time.Time, prof tlsProfile) *tlsCodec {
 	clock := func() time.Time { return now }
-	toServer, toClient := newPipeHalf(), newPipeHalf()
+	writes := new(atomic.Int64)
+	toServer, toClient := newPipeHalf(writes), newPipeHalf(writes)
+	var suites []uint16
+	if prof.suite != 0 {
+		suites = []uint16{prof.suite}
+	}
 	client := tls.Client(&pipeConn{r: toClient, w: toServer}, &tls.Config{
 		Rand:             newSource(seed, label, "tls client"),
 		Time:             clock,
 		ServerName:       name,
 		RootCAs:          id.pool,
-		MinVersion:       tls.VersionTLS13,
+		MinVersion:       tls.VersionTLS12,
+		MaxVersion:       prof.version,
+		CipherSuites:     suites,
 		CurvePreferences: []tls.CurveID{tls.X25519}, // ML-KEM encapsulation ignores Config.Rand
-		NextProtos:       []string{"h2", "http/1.1"},
+		NextProtos:       prof.alpn,
 	})
 	server := tls.Server(&pipeConn{r: toServer, w: toClient}, &tls.Config{
 		Rand:                   newSource(seed, label, "tls server"),
 		Time:                   clock,
 		Certificates:           []tls.Certificate{id.cert},
-		MinVersion:             tls.VersionTLS13,
+		MinVersion:             tls.VersionTLS12,
+		MaxVersion:             prof.version,
+		CipherSuites:           suites,
 		CurvePreferences:       []tls.CurveID{tls.X25519},
-		NextProtos:             []string{"h2", "http/1.1"},
+		NextProtos:             prof.alpn,
 		SessionTicketsDisabled: true,
 	})
-	return &tlsCodec{client: client, server: server, toServer: toServer, toClient: toClient}
+	return &tlsCodec{client: client, server: server, toServer: toServer, toClient: toClient, recordSize: prof.recordSize}
 }
 
-// open runs the handshake. The client's first write is its ClientHello, the
-// server's flight answers it, and the client's remaining writes finish it.
+// open runs the handshake and returns each end's writes in the order they
+// were made, which follows the exchange: the server answers what it has
+// read, and so does the client.
 func (t *tlsCodec) open() ([]chunk, error) {
 	errs := make(chan error, 1)
 	go func() { errs <- t.server.Handshake() }()
@@ -123,12 +147,13 @@ func (t *tlsCodec) open() ([]chunk, error) {
 	if len(cw) == 0 || len(sw) == 0 {
 		return nil, errors.New("TLS handshake: a side wrote nothing")
 	}
-	out := []chunk{{true, cw[0]}}
-	for _, w := range sw {
-		out = append(out, chunk{false, w})
-	}
-	for _, w := range cw[1:] {
-		out = append(out, chunk{true, w})
+	var out []chunk
+	for len(cw) > 0 || len(sw) > 0 {
+		if len(sw) == 0 || len(cw) > 0 && cw[0].seq < sw[0].seq {
+			out, cw = append(out, chunk{true, cw[0].data}), cw[1:]
+		} else {
+			out, sw = append(out, chunk{false, sw[0].data}), sw[1:]
+		}
 	}
 	return out, nil
 }
@@ -141,8 +166,14 @@ func (t *tlsCodec) send(toServer bool, msg []byte) ([]chunk, error) {
 	if toServer {
 		w, r, wp, rp = t.client, t.server, t.toServer, t.toClient
 	}
-	if _, err := w.Write(msg); err != nil {
-		return nil, fmt.Errorf("TLS write: %w", err)
+	step := len(msg)
+	if t.recordSize > 0 {
+		step = t.recordSize
+	}
+	for rest := msg; len(rest) > 0; rest = rest[min(step, len(rest)):] {
+		if _, err := w.Write(rest[:min(step, len(rest))]); err != nil {
+			return nil, fmt.Errorf("TLS write: %w", err)
+		}
 	}
 	buf := make([]byte, len(msg))
 	if _, err := io.ReadFull(r, buf); err != nil {
@@ -160,12 +191,19 @@ func (t *tlsCodec) close() {
 	t.toClient.closeWrite()
 }
 
-func join(ws [][]byte) []byte {
+func join(ws []write) []byte {
 	var out []byte
 	for _, w := range ws {
-		out = append(out, w...)
+		out = append(out, w.data...)
 	}
 	return out
+}
+
+// write is one write to a pipe, numbered in the order of all writes to
+// both halves.
+type write struct {
+	seq  int64
+	data []byte
 }
 
 // pipeHalf is one direction of an in-memory connection. Unlike net.Pipe a
@@ -176,12 +214,13 @@ type pipeHalf struct {
 	mu     sync.Mutex
 	cond   *sync.Cond
 	unread []byte
-	writes [][]byte
+	writes []write
+	clock  *atomic.Int64 // numbers the writes of both halves
 	closed bool
 }
 
-func newPipeHalf() *pipeHalf {
-	p := &pipeHalf{}
+func newPipeHalf(clock *atomic.Int64) *pipeHalf {
+	p := &pipeHalf{clock: clock}
 	p.cond = sync.NewCond(&p.mu)
 	return p
 }
@@ -193,7 +232,7 @@ func (p *pipeHalf) write(b []byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 	p.unread = append(p.unread, b...)
-	p.writes = append(p.writes, append([]byte(nil), b...))
+	p.writes = append(p.writes, write{p.clock.Add(1), append([]byte(nil), b...)})
 	p.cond.Broadcast()
 	return len(b), nil
 }
@@ -212,7 +251,7 @@ func (p *pipeHalf) read(b []byte) (int, error) {
 	return n, nil
 }
 
-func (p *pipeHalf) takeWrites() [][]byte {
+func (p *pipeHalf) takeWrites() []write {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	w := p.writes

@@ -27,13 +27,15 @@ traffic class, named as the reference's label maps expect (netflix1.pcap,
 skype_chat1a.pcap, vpn_bittorrent.pcap, ...), so that the whole pipeline can
 run without the ISCX VPN-nonVPN data set.
 
-The traffic is made of real protocols: TLS 1.3 sessions between Go's
-crypto/tls client and server, SSH for sftp and scp, SRTP calls, QUIC-like
-streaming, BitTorrent's peer protocol, and VPN captures that carry the same
-traffic through a WireGuard-like encrypted tunnel. The same seed gives the
-same bytes. Scale 1 makes a few thousand packets (about 400 that the
-reference keeps per traffic class); --scale 1000 makes a few GB for
-benchmarks.`,
+The traffic is made of real protocols: TLS 1.2 and 1.3 sessions between
+Go's crypto/tls client and server, as each service spoke it, SSH for sftp
+and scp, SRTP calls, QUIC-like streaming, BitTorrent's peer protocol, and
+VPN captures that carry the same traffic through a WireGuard-like encrypted
+tunnel whose client reconnects now and then. Every class has several flows
+(at least 16 across its captures), so a split by flow puts each class on
+both sides. The same seed gives the same bytes. Scale 1 makes a few
+thousand packets (about 400 that the reference keeps per traffic class);
+--scale 1000 makes a few GB for benchmarks.`,
 		Args: cobra.NoArgs,
 		RunE: runSynth,
 	}
