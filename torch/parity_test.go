@@ -20,60 +20,6 @@ import (
 
 const parityTol = 1e-6
 
-// refCNN is the reference CNN (the brief's application/traffic CNN) built
-// on the binding exactly as the reference's constructor builds it.
-type refCNN struct {
-	store                    *Store
-	conv1, conv2             *Sequential
-	fc1, fc2, fc3            *Sequential
-	out                      *Linear
-	pool                     MaxPool1d
-	c1Out, c2Out, outputDims int64
-}
-
-func newRefCNN(h []int64) (*refCNN, error) {
-	c1Out, c1K, c1S, c2Out, c2K, c2S, outDim, signal := h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]
-	s := NewStore()
-	root := s.Root()
-	m := &refCNN{store: s, pool: MaxPool1d{Options: MaxPool1dOptions{Kernel: 2}}}
-	var err error
-	if m.conv1, err = NewSequential(root.Sub("conv1"), Conv1dLayer(Conv1dConfig{In: 1, Out: c1Out, Kernel: c1K, Stride: c1S}), ReLULayer()); err != nil {
-		return nil, err
-	}
-	if m.conv2, err = NewSequential(root.Sub("conv2"), Conv1dLayer(Conv1dConfig{In: c1Out, Out: c2Out, Kernel: c2K, Stride: c2S}), ReLULayer()); err != nil {
-		return nil, err
-	}
-	scope := NewScope()
-	defer scope.Close()
-	dummy := m.pool.Forward(m.conv2.Forward(m.conv1.Forward(Rand(scope, []int64{1, 1, signal}, Float32, CPU))))
-	if err := dummy.Err(); err != nil {
-		return nil, err
-	}
-	flat := dummy.Numel()
-	dense := func(name string, in, out int64) (*Sequential, error) {
-		return NewSequential(root.Sub(name), LinearLayer(in, out), DropoutLayer(0.05), ReLULayer())
-	}
-	if m.fc1, err = dense("fc1", flat, 200); err != nil {
-		return nil, err
-	}
-	if m.fc2, err = dense("fc2", 200, 100); err != nil {
-		return nil, err
-	}
-	if m.fc3, err = dense("fc3", 100, 50); err != nil {
-		return nil, err
-	}
-	if m.out, err = NewLinear(root.Sub("out"), 50, outDim); err != nil {
-		return nil, err
-	}
-	return m, nil
-}
-
-func (m *refCNN) Forward(x *Tensor) *Tensor {
-	x = m.pool.Forward(m.conv2.Forward(m.conv1.Forward(x)))
-	x = x.Reshape(x.Shape()[0], -1)
-	return m.out.Forward(m.fc3.Forward(m.fc2.Forward(m.fc1.Forward(x))))
-}
-
 // smallCNN is the small CNN of the fixtures (cnn_small.json).
 var smallCNN = []int64{32, 4, 3, 32, 5, 1, 17, 1500}
 
@@ -374,61 +320,6 @@ func TestParityLosses(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertClose(t, p.out, "losses/gmse", pred.Grad(), parityTol)
-}
-
-func TestParityCNNInitAndAdam(t *testing.T) {
-	p := pytorch(t)
-	for _, fused := range []bool{false, true} {
-		t.Run(fmt.Sprintf("fused=%v", fused), func(t *testing.T) {
-			if err := ManualSeed(9876); err != nil {
-				t.Fatal(err)
-			}
-			m, err := newRefCNN(smallCNN)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer m.store.Close()
-			for _, v := range m.store.Vars() {
-				// Bit-identical: the same seed draws the same initial weights.
-				assertClose(t, p.out, "cnn/init/"+v.Name, v.Tensor, 0)
-			}
-			if len(m.store.Vars()) != 12 {
-				t.Fatalf("%d variables, want 12 as the reference's state_dict", len(m.store.Vars()))
-			}
-			config := DefaultAdam()
-			config.Fused = fused
-			opt := NewAdam(m.store.Parameters(), config)
-			defer opt.Close()
-			s := NewScope()
-			losses := make([]float64, 0, 10)
-			for range 10 {
-				if err := opt.ZeroGrad(); err != nil {
-					t.Fatal(err)
-				}
-				loss := m.Forward(p.in["cnn/x"]).CrossEntropy(p.in["cnn/y"])
-				if err := loss.Backward(); err != nil {
-					t.Fatal(err)
-				}
-				if err := opt.Step(); err != nil {
-					t.Fatal(err)
-				}
-				l, err := loss.Item()
-				if err != nil {
-					t.Fatal(err)
-				}
-				losses = append(losses, l)
-				s.Close()
-			}
-			assertClose(t, p.out, "cnn/adam/losses", FromSlice(nil, losses, []int64{10}, CPU), parityTol)
-			for _, v := range m.store.Vars() {
-				assertClose(t, p.out, "cnn/adam/"+v.Name, v.Tensor, parityTol)
-			}
-			if got := opt.State[0].Step; got != 10 {
-				t.Errorf("adam step count %v, want 10", got)
-			}
-			assertClose(t, p.out, "cnn/adam/state0/exp_avg_sq", opt.State[0].ExpAvgSq, parityTol)
-		})
-	}
 }
 
 func TestParitySGD(t *testing.T) {

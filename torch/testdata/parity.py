@@ -12,6 +12,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+from reference_models import CNN  # noqa: E402
+
 torch.set_num_threads(1)
 inp = torch.load(sys.argv[1])
 out = {}
@@ -95,28 +98,6 @@ pred, goal = leaf(case, "pred"), get(case, "goal")
 mse = F.mse_loss(pred, goal)
 mse.backward()
 put(case, ce=ce, gce=logits.grad, mse=mse, gmse=pred.grad)
-
-
-class CNN(nn.Module):
-    """The reference's CNN (ml/model.py), built as its constructor does."""
-
-    def __init__(self, c1_output_dim, c1_kernel_size, c1_stride, c2_output_dim, c2_kernel_size, c2_stride, output_dim,
-                 signal_length):
-        super().__init__()
-        self.conv1 = nn.Sequential(nn.Conv1d(1, c1_output_dim, c1_kernel_size, c1_stride), nn.ReLU())
-        self.conv2 = nn.Sequential(nn.Conv1d(c1_output_dim, c2_output_dim, c2_kernel_size, c2_stride), nn.ReLU())
-        self.max_pool = nn.MaxPool1d(kernel_size=2)
-        dummy = torch.rand(1, 1, signal_length, requires_grad=False)
-        dummy = self.max_pool(self.conv2(self.conv1(dummy)))
-        self.fc1 = nn.Sequential(nn.Linear(dummy.view(1, -1).shape[1], 200), nn.Dropout(p=0.05), nn.ReLU())
-        self.fc2 = nn.Sequential(nn.Linear(200, 100), nn.Dropout(p=0.05), nn.ReLU())
-        self.fc3 = nn.Sequential(nn.Linear(100, 50), nn.Dropout(p=0.05), nn.ReLU())
-        self.out = nn.Linear(50, output_dim)
-
-    def forward(self, x):
-        x = self.max_pool(self.conv2(self.conv1(x)))
-        x = x.reshape(x.shape[0], -1)
-        return self.out(self.fc3(self.fc2(self.fc1(x))))
 
 
 case = "cnn"

@@ -1,0 +1,24 @@
+package torch
+
+import "testing"
+
+// For the external tests (package torch_test), which train the reference's
+// models from package deeppacket on the binding.
+
+// PyTorchParity returns the parity inputs and PyTorch's results for them.
+func PyTorchParity(t *testing.T) (in, out map[string]*Tensor) {
+	p := pytorch(t)
+	return p.in, p.out
+}
+
+// AssertClose compares got with PyTorch's tensor named key within tol.
+func AssertClose(t *testing.T, want map[string]*Tensor, key string, got *Tensor, tol float64) {
+	t.Helper()
+	assertClose(t, want, key, got, tol)
+}
+
+// SmallCNN are the hyperparameters of the parity inputs' CNN case.
+var SmallCNN = smallCNN
+
+// ParityTol is the parity tests' tolerance.
+const ParityTol = parityTol
