@@ -178,6 +178,12 @@ func SavePickle(path string, v any) error {
 		return fmt.Errorf("save %s: %w", path, err)
 	}
 	defer C.dpt_ivalue_free(iv)
+	return saveAtomically(path, func(tmp *C.char) C.dpt_error { return C.dpt_pickle_save(iv, tmp) })
+}
+
+// saveAtomically has libtorch write a file under a temporary name beside
+// path, then renames it into place: a failed save leaves no partial file.
+func saveAtomically(path string, write func(tmp *C.char) C.dpt_error) error {
 	f, err := atomicfile.Create(path)
 	if err != nil {
 		return err
@@ -185,7 +191,7 @@ func SavePickle(path string, v any) error {
 	defer f.Abort()
 	tmp := cString(f.Name())
 	defer freeC(tmp)
-	if err := check(C.dpt_pickle_save(iv, tmp)); err != nil {
+	if err := check(write(tmp)); err != nil {
 		return fmt.Errorf("save %s: %w", path, err)
 	}
 	return f.Commit()

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"runtime"
 	"unsafe"
-
-	"github.com/deeppacket/deeppacket/internal/atomicfile"
 )
 
 // ScriptModule is a TorchScript module (torch.jit.ScriptModule): built here
@@ -53,17 +51,7 @@ func (m *ScriptModule) Define(source string) error {
 
 // Save writes the module as a .pt that torch.jit.load reads, atomically.
 func (m *ScriptModule) Save(path string) error {
-	f, err := atomicfile.Create(path)
-	if err != nil {
-		return err
-	}
-	defer f.Abort()
-	tmp := cString(f.Name())
-	defer freeC(tmp)
-	if err := check(C.dpt_module_save(m.h, tmp)); err != nil {
-		return fmt.Errorf("save %s: %w", path, err)
-	}
-	return f.Commit()
+	return saveAtomically(path, func(tmp *C.char) C.dpt_error { return C.dpt_module_save(m.h, tmp) })
 }
 
 // LoadScriptModule loads a TorchScript .pt onto device, in eval mode.
