@@ -6,7 +6,7 @@ model in PyTorch, eval mode, batches of 1024, softmax and argmax.
 Usage: bench_predict_reference.py CHECKPOINT CAPTURE...
 
 The model is the reference's module as written to the spec in
-deeppacket/testdata/check_export.py (CNN or ResNet, told by the
+scripts/reference_models.py (CNN or ResNet, told by the
 state_dict's keys), loaded with torch.load and
 load_state_dict(strict=True). Prints one line: reference_packets=N
 reference_kept=K reference_seconds=S reference_cpu_seconds=C
@@ -19,9 +19,8 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, "..", "deeppacket", "testdata"))
 from bench_preprocess_reference import transform  # noqa: E402
-from check_export import CNN, ResNet  # noqa: E402
+from reference_models import CNN, ResNet  # noqa: E402
 from scapy.utils import rdpcap  # noqa: E402
 
 BATCH = 1024

@@ -15,15 +15,13 @@ threads = int(os.environ.get("DEEPPACKET_THREADS", "0"))
 if threads > 0:
     torch.set_num_threads(threads)
 
-
-# The reference's CNN, as the trainer's parity test builds it in PyTorch.
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "train", "testdata"))
-from parity_train import CNN  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from reference_models import APP_CNN, CNN  # noqa: E402
 
 data = torch.load(sys.argv[1])
 x, y = data["x"], data["y"]
 torch.manual_seed(9876)
-model = CNN(200, 4, 3, 200, 5, 1, 17, 1500)  # the reference's application settings
+model = CNN(*APP_CNN)
 model.train()
 optimizer = torch.optim.Adam(model.parameters())
 start, cpu_start = time.perf_counter(), time.process_time()

@@ -6,8 +6,10 @@ import sys
 import time
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from reference_models import APP_CNN, CNN  # noqa: E402
 
 threads = int(os.environ.get("DEEPPACKET_THREADS", "0"))
 if threads > 0:
@@ -15,25 +17,8 @@ if threads > 0:
 steps = int(sys.argv[1]) if len(sys.argv) > 1 else 20
 
 
-class CNN(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Sequential(nn.Conv1d(1, 200, 4, 3), nn.ReLU())
-        self.conv2 = nn.Sequential(nn.Conv1d(200, 200, 5, 1), nn.ReLU())
-        self.max_pool = nn.MaxPool1d(kernel_size=2)
-        dummy = self.max_pool(self.conv2(self.conv1(torch.rand(1, 1, 1500))))
-        self.fc1 = nn.Sequential(nn.Linear(dummy.view(1, -1).shape[1], 200), nn.Dropout(p=0.05), nn.ReLU())
-        self.fc2 = nn.Sequential(nn.Linear(200, 100), nn.Dropout(p=0.05), nn.ReLU())
-        self.fc3 = nn.Sequential(nn.Linear(100, 50), nn.Dropout(p=0.05), nn.ReLU())
-        self.out = nn.Linear(50, 17)
-
-    def forward(self, x):
-        x = self.max_pool(self.conv2(self.conv1(x)))
-        return self.out(self.fc3(self.fc2(self.fc1(x.reshape(x.shape[0], -1)))))
-
-
 torch.manual_seed(9876)
-model = CNN()
+model = CNN(*APP_CNN)
 optimizer = torch.optim.Adam(model.parameters())
 x = torch.randint(0, 256, (16, 1, 1500)).float() / 255
 y = torch.randint(0, 17, (16,))

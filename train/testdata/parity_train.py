@@ -8,36 +8,19 @@ c1_kernel_size, c1_stride, c2_output_dim, c2_kernel_size, c2_stride,
 output_dim, signal_length), seed [1] int64, threads [1] int64.
 OUT.pt: losses [steps] float64, steps [1] int64.
 
-The module is the reference's CNN (ml/model.py) as Lightning trains it:
-torch.manual_seed(seed) (seed_everything) before the constructor, whose
-dummy torch.rand sizes fc1; Adam with PyTorch's defaults; per step
-zero_grad, cross-entropy, backward, step.
+The module is the reference's CNN (scripts/reference_models.py) as
+Lightning trains it: torch.manual_seed(seed) (seed_everything) before the
+constructor, whose dummy torch.rand sizes fc1; Adam with PyTorch's defaults;
+per step zero_grad, cross-entropy, backward, step.
 """
+import os
 import sys
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
-
-class CNN(nn.Module):
-    def __init__(self, c1_output_dim, c1_kernel_size, c1_stride, c2_output_dim, c2_kernel_size, c2_stride,
-                 output_dim, signal_length):
-        super().__init__()
-        self.conv1 = nn.Sequential(nn.Conv1d(1, c1_output_dim, c1_kernel_size, c1_stride), nn.ReLU())
-        self.conv2 = nn.Sequential(nn.Conv1d(c1_output_dim, c2_output_dim, c2_kernel_size, c2_stride), nn.ReLU())
-        self.max_pool = nn.MaxPool1d(kernel_size=2)
-        dummy = self.max_pool(self.conv2(self.conv1(torch.rand(1, 1, signal_length))))
-        flat = dummy.numel()
-        self.fc1 = nn.Sequential(nn.Linear(flat, 200), nn.Dropout(p=0.05), nn.ReLU())
-        self.fc2 = nn.Sequential(nn.Linear(200, 100), nn.Dropout(p=0.05), nn.ReLU())
-        self.fc3 = nn.Sequential(nn.Linear(100, 50), nn.Dropout(p=0.05), nn.ReLU())
-        self.out = nn.Linear(50, output_dim)
-
-    def forward(self, x):
-        x = self.max_pool(self.conv2(self.conv1(x)))
-        x = x.reshape(x.shape[0], -1)
-        return self.out(self.fc3(self.fc2(self.fc1(x))))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+from reference_models import CNN  # noqa: E402
 
 
 def main():
