@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -189,5 +190,55 @@ func BenchmarkTrainMemory(b *testing.B) {
 	b.ReportMetric(100*(end-at300)/at300, "growth_%")
 	if end > at300*1.05 {
 		b.Errorf("resident memory grew from %.1f MB at step 300 to %.1f MB at step %d", at300, end, steps)
+	}
+}
+
+// Inference from several goroutines on one model in eval mode is safe and
+// gives each caller the result a single caller gets.
+func TestConcurrentInference(t *testing.T) {
+	if err := torch.ManualSeed(1); err != nil {
+		t.Fatal(err)
+	}
+	m := newCNN(t, torch.SmallCNN)
+	defer m.Close()
+	m.Store().Eval()
+	x, _ := trainBatch()
+	infer := func() ([]float32, error) {
+		var logits []float32
+		err := torch.NoGrad(func() error {
+			s := torch.NewScope()
+			defer s.Close()
+			var err error
+			logits, err = m.Forward(torch.FromSlice(s, x, []int64{16, 1, 1500}, torch.CPU)).Float32s()
+			return err
+		})
+		return logits, err
+	}
+	want, err := infer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const workers, rounds = 8, 10
+	errs := make(chan error, workers)
+	for range workers {
+		go func() {
+			for range rounds {
+				got, err := infer()
+				if err != nil {
+					errs <- err
+					return
+				}
+				if !slices.Equal(got, want) {
+					errs <- fmt.Errorf("concurrent forward gave %v…, alone %v…", got[:3], want[:3])
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }
