@@ -14,31 +14,15 @@
 # too. The last line is: go_packets_per_s=… reference_packets_per_s=… ratio=…
 # Needs bin/deeppacket (make build) or builds one into the temporary folder.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-SHARED="${SHARED:-$ROOT/../shared}"
-ISCX="$SHARED/pcaps/iscx"
-PYTHON="${PYTHON:-/usr/bin/python3}"
 DOUBLINGS="${REPEAT_DOUBLINGS:-9}"
 
-[ -d "$ISCX" ] || { echo "bench-preprocess: $ISCX is missing" >&2; exit 1; }
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/bench-preprocess.XXXXXX")"
-trap 'rm -rf "$TMP"' EXIT
+[ -d "$ISCX" ] || die "$ISCX is missing"
+bench_tmp
+deeppacket_bin
 
-BIN="$ROOT/bin/deeppacket"
-if [ ! -x "$BIN" ]; then
-	echo "bin/deeppacket not built (make build): building a copy in $TMP" >&2
-	(cd "$ROOT" && go build -o "$TMP/deeppacket" ./cmd/deeppacket)
-	BIN="$TMP/deeppacket"
-fi
-
-# Elapsed seconds of a command, to stderr-free stdout, with GNU time's
-# report in $TMP/time.txt.
-timed() { /usr/bin/time -v -o "$TMP/time.txt" "$@"; }
-field() { awk -v k="$1" -F': ' 'index($0, k) { print $2 }' "$TMP/time.txt"; }
-elapsed() { field "Elapsed (wall clock)" | awk -F: '{ s = 0; for (i = 1; i <= NF; i++) s = s * 60 + $i; print s }'; }
-
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+machine
 echo "go: $("$BIN" --help >/dev/null 2>&1 && echo "$BIN"), python: $("$PYTHON" -c 'import scapy; print("scapy", scapy.__version__)')"
 
 # 1. The same 41 captures through both.
@@ -48,14 +32,13 @@ totals() { sed -n 's/^ *total ([0-9]* captures) *\([0-9]*\) *\([0-9]*\).*/\1 \2/
 read -r go_small_read go_small_kept < <(totals "$TMP/small.txt")
 ref=$("$PYTHON" "$ROOT/scripts/bench_preprocess_reference.py" "$ISCX"/*.pcap)
 echo "$ref"
-ref_packets=$(sed 's/.*reference_packets=\([0-9]*\).*/\1/' <<<"$ref")
-ref_kept=$(sed 's/.*reference_kept=\([0-9]*\).*/\1/' <<<"$ref")
-ref_seconds=$(sed 's/.*reference_seconds=\([0-9.]*\).*/\1/' <<<"$ref")
-ref_cpu=$(sed 's/.*reference_cpu_seconds=\([0-9.]*\).*/\1/' <<<"$ref")
+ref_packets=$(value reference_packets <<<"$ref")
+ref_kept=$(value reference_kept <<<"$ref")
+ref_seconds=$(value reference_seconds <<<"$ref")
+ref_cpu=$(value reference_cpu_seconds <<<"$ref")
 echo "iscx: go read=$go_small_read kept=$go_small_kept, reference read=$ref_packets kept=$ref_kept"
 if [ "$go_small_read" != "$ref_packets" ] || [ "$go_small_kept" != "$ref_kept" ]; then
-	echo "bench-preprocess: packet counts differ from the reference" >&2
-	exit 1
+	die "packet counts differ from the reference"
 fi
 
 # 2. A capture of a few GB: the same packets, repeated.
@@ -73,14 +56,12 @@ size=$(stat -c %s "$big")
 timed "$BIN" preprocess --quiet --log-level error -j 1 --labels "$ISCX/labels.tsv" -o "$TMP/bigout" "$big" > "$TMP/big.txt"
 read -r big_read _ < <(totals "$TMP/big.txt")
 big_seconds=$(elapsed)
-big_cpu=$(awk "BEGIN { print $(field "User time (seconds)") + $(field "System time (seconds)") }")
+big_cpu=$(cpu_seconds)
 rss_kb=$(field "Maximum resident set size")
 out_size=$(stat -c %s "$TMP/bigout/skype_video.pcap.parquet")
 echo "big capture: $size bytes, $big_read packets in ${big_seconds}s wall, ${big_cpu}s CPU, peak RSS $((rss_kb / 1024)) MB, output $out_size bytes"
 
-awk -v gp="$big_read" -v gs="$big_seconds" -v gc="$big_cpu" -v rp="$ref_packets" -v rs="$ref_seconds" -v rc="$ref_cpu" -v rss="$rss_kb" 'BEGIN {
-	printf "peak_rss_mb=%.0f\n", rss / 1024
-	printf "wall clock: go_packets_per_s=%.0f reference_packets_per_s=%.0f\n", gp / gs, rp / rs
-	g = gp / gc; r = rp / rc
-	printf "go_packets_per_s=%.0f reference_packets_per_s=%.0f ratio=%.0f\n", g, r, g / r
-}'
+awk -v rss="$rss_kb" 'BEGIN { printf "peak_rss_mb=%.0f\n", rss / 1024 }'
+echo "wall clock: $(ratio_line 0 %.0f go_packets_per_s "$(per_s "$big_read" "$big_seconds")" \
+	reference_packets_per_s "$(per_s "$ref_packets" "$ref_seconds")")"
+ratio_line 0 %.0f go_packets_per_s "$(per_s "$big_read" "$big_cpu")" reference_packets_per_s "$(per_s "$ref_packets" "$ref_cpu")"

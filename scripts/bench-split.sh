@@ -13,29 +13,16 @@
 # The last line is: split_rows=… split_rows_per_s=… split_rows_per_cpu_s=…
 # split_peak_rss_mb=…
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-SHARED="${SHARED:-$ROOT/../shared}"
-ISCX="$SHARED/pcaps/iscx"
 ROWS="${ROWS:-4000000}"
 FILES="${FILES:-40}"
 
-[ -d "$ISCX" ] || { echo "bench-split: $ISCX is missing" >&2; exit 1; }
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/bench-split.XXXXXX")"
-trap 'rm -rf "$TMP"' EXIT
+[ -d "$ISCX" ] || die "$ISCX is missing"
+bench_tmp
+deeppacket_bin
 
-BIN="$ROOT/bin/deeppacket"
-if [ ! -x "$BIN" ]; then
-	echo "bin/deeppacket not built (make build): building a copy in $TMP" >&2
-	(cd "$ROOT" && go build -o "$TMP/deeppacket" ./cmd/deeppacket)
-	BIN="$TMP/deeppacket"
-fi
-
-timed() { /usr/bin/time -v -o "$TMP/time.txt" "$@"; }
-field() { awk -v k="$1" -F': ' 'index($0, k) { print $2 }' "$TMP/time.txt"; }
-elapsed() { field "Elapsed (wall clock)" | awk -F: '{ s = 0; for (i = 1; i <= NF; i++) s = s * 60 + $i; print s }'; }
-
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/ { print $2 " GB" }')"
+machine "$(free -g | awk '/Mem:/ { print $2 " GB" }')"
 
 "$BIN" preprocess --quiet --log-level error --labels "$ISCX/labels.tsv" -o "$TMP/iscx" "$ISCX" > /dev/null
 (cd "$ROOT" && go run ./data/split/internal/benchinput -from "$TMP/iscx" -o "$TMP/input" -rows "$ROWS" -files "$FILES")
@@ -48,7 +35,7 @@ run() {
 	local s rss cpu
 	s=$(elapsed)
 	rss=$(( $(field "Maximum resident set size") / 1024 ))
-	cpu=$(awk -v u="$(field "User time")" -v k="$(field "System time")" 'BEGIN { print u + k }')
+	cpu=$(cpu_seconds)
 	rate=$(awk -v n="$ROWS" -v s="$s" 'BEGIN { printf "%d", n / s }')
 	cpu_rate=$(awk -v n="$ROWS" -v s="$cpu" 'BEGIN { printf "%d", n / s }')
 	echo "$name: ${s}s wall, ${cpu}s cpu, $rate rows/s, $cpu_rate rows per cpu-second, peak RSS $rss MB, output $(du -sh "$TMP/out-$name" | cut -f1)"
