@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/parquet-go/parquet-go"
-
 	"github.com/deeppacket/deeppacket/data/dataset"
 	"github.com/deeppacket/deeppacket/data/loader"
 	"github.com/deeppacket/deeppacket/deeppacket/labels"
@@ -172,17 +170,9 @@ func TestPreprocessSplitLoad(t *testing.T) {
 
 func readSamples(t *testing.T, dir string) []dataset.Sample {
 	t.Helper()
-	files, err := dataset.SetFiles(dir)
+	all, err := dataset.ReadAllSamples(dir)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var all []dataset.Sample
-	for _, f := range files {
-		rows, err := parquet.ReadFile[dataset.Sample](f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		all = append(all, rows...)
 	}
 	return all
 }

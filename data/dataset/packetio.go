@@ -124,27 +124,32 @@ type PacketReader struct {
 
 // OpenPackets opens a packet file.
 func OpenPackets(path string) (*PacketReader, error) {
-	f, pf, err := openParquet(path)
+	f, pf, err := OpenParquet(path)
 	if err != nil {
 		return nil, err
 	}
 	return &PacketReader{f: f, r: parquet.NewGenericReader[Packet](pf)}, nil
 }
 
-func openParquet(path string, opts ...parquet.FileOption) (*os.File, *parquet.File, error) {
+// OpenParquet opens the Parquet file at path and returns it with the open
+// file, which the caller closes once done with both. Errors name the file,
+// and say when it is not Parquet at all.
+func OpenParquet(path string, opts ...parquet.FileOption) (*os.File, *parquet.File, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	info, err := f.Stat()
-	if err == nil {
-		var pf *parquet.File
-		if pf, err = parquet.OpenFile(f, info.Size(), opts...); err == nil {
-			return f, pf, nil
-		}
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	f.Close()
-	return nil, nil, fmt.Errorf("read %s: %w", path, err)
+	pf, err := parquet.OpenFile(f, info.Size(), opts...)
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("read %s: not a Parquet file: %w", path, err)
+	}
+	return f, pf, nil
 }
 
 // NumRows is the number of rows in the file.
@@ -190,7 +195,7 @@ func ReadAllPackets(path string) ([]Packet, error) {
 // ReadPacketMetadata returns the footer's key-value metadata of a packet
 // file, reading only the footer.
 func ReadPacketMetadata(path string) (map[string]string, error) {
-	f, pf, err := openParquet(path, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
+	f, pf, err := OpenParquet(path, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
 	if err != nil {
 		return nil, err
 	}

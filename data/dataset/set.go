@@ -346,6 +346,25 @@ func SetFiles(path string) ([]string, error) {
 	return files, nil
 }
 
+// ReadAllSamples reads every row of a compact set (a file or a folder of
+// them, as SetFiles), in file order (for tests and small sets; training
+// streams them through package loader).
+func ReadAllSamples(path string) ([]Sample, error) {
+	files, err := SetFiles(path)
+	if err != nil {
+		return nil, err
+	}
+	var all []Sample
+	for _, f := range files {
+		rows, err := parquet.ReadFile[Sample](f)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", f, err)
+		}
+		all = append(all, rows...)
+	}
+	return all, nil
+}
+
 // SetFile is one Parquet file of a set, opened for reading its features and
 // labels in either format.
 type SetFile struct {
@@ -363,19 +382,9 @@ type SetFile struct {
 
 // OpenSetFile opens path and recognises its format from the schema.
 func OpenSetFile(path string) (*SetFile, error) {
-	f, err := os.Open(path)
+	f, pq, err := OpenParquet(path, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	info, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	pq, err := parquet.OpenFile(f, info.Size(), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("read %s: not a Parquet file: %w", path, err)
+		return nil, err
 	}
 	s := &SetFile{Path: path, file: f, pq: pq}
 	if err := s.detect(); err != nil {

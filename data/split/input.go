@@ -12,6 +12,8 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/encoding"
+
+	"github.com/deeppacket/deeppacket/data/dataset"
 )
 
 // column names of the preprocessed packets (dataset.Packet).
@@ -89,19 +91,9 @@ type scanner struct {
 }
 
 func openScanner(path string, want []string) (*scanner, error) {
-	f, err := os.Open(path)
+	f, pq, err := dataset.OpenParquet(path, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	info, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	pq, err := parquet.OpenFile(f, info.Size(), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("read %s: not a Parquet file: %w", path, err)
+		return nil, err
 	}
 	s := &scanner{path: path, file: f, pq: pq, want: want}
 	for _, name := range want {

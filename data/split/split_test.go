@@ -107,17 +107,9 @@ func runSplit(t *testing.T, input string, opts Options) (string, *Report) {
 // readCompact reads every sample of a compact set folder, in order.
 func readCompact(t *testing.T, dir string) []dataset.Sample {
 	t.Helper()
-	files, err := dataset.SetFiles(dir)
+	all, err := dataset.ReadAllSamples(dir)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var all []dataset.Sample
-	for _, f := range files {
-		rows, err := parquet.ReadFile[dataset.Sample](f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		all = append(all, rows...)
 	}
 	return all
 }
@@ -131,11 +123,11 @@ func TestProportions(t *testing.T) {
 		name                string
 		under, testUnder    bool
 		testSize            float64
-		wantTrain, wantTest func(t int, n int64, all map[int64]int64) int64
+		wantTrain, wantTest rowsFunc
 	}{
-		{"reference", true, false, 0.2, minTrain(0.2), testRows(0.2)},
+		{"reference", true, false, 0.2, smallest(trainRows(0.2)), testRows(0.2)},
 		{"no undersampling", false, false, 0.2, trainRows(0.2), testRows(0.2)},
-		{"test undersampling too", true, true, 0.3, minTrain(0.3), minTest(0.3)},
+		{"test undersampling too", true, true, 0.3, smallest(trainRows(0.3)), smallest(testRows(0.3))},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -173,29 +165,25 @@ func TestProportions(t *testing.T) {
 	}
 }
 
-func testRows(size float64) func(int, int64, map[int64]int64) int64 {
+// rowsFunc is the rows a set should hold of a class of n input rows, all
+// being the input rows of every class of task t.
+type rowsFunc func(t int, n int64, all map[int64]int64) int64
+
+func testRows(size float64) rowsFunc {
 	return func(_ int, n int64, _ map[int64]int64) int64 { return int64(math.Round(size * float64(n))) }
 }
 
-func trainRows(size float64) func(int, int64, map[int64]int64) int64 {
+func trainRows(size float64) rowsFunc {
 	return func(t int, n int64, all map[int64]int64) int64 { return n - testRows(size)(t, n, all) }
 }
 
-func minTrain(size float64) func(int, int64, map[int64]int64) int64 {
+// smallest is rows undersampled: every class gets the fewest that rows
+// gives any class.
+func smallest(rows rowsFunc) rowsFunc {
 	return func(t int, _ int64, all map[int64]int64) int64 {
 		m := int64(math.MaxInt64)
 		for _, n := range all {
-			m = min(m, trainRows(size)(t, n, all))
-		}
-		return m
-	}
-}
-
-func minTest(size float64) func(int, int64, map[int64]int64) int64 {
-	return func(t int, _ int64, all map[int64]int64) int64 {
-		m := int64(math.MaxInt64)
-		for _, n := range all {
-			m = min(m, testRows(size)(t, n, all))
+			m = min(m, rows(t, n, all))
 		}
 		return m
 	}
