@@ -10,8 +10,7 @@ var CNNHParams = []string{"c1_output_dim", "c1_kernel_size", "c1_stride", "c2_ou
 type CNN struct {
 	base
 	conv1, conv2 *torch.Sequential
-	pool         torch.MaxPool1d
-	head         *head
+	pooledHead
 }
 
 func newCNN(b base) (*CNN, error) {
@@ -21,7 +20,7 @@ func newCNN(b base) (*CNN, error) {
 	}
 	c1Out, c1K, c1S, c2Out, c2K, c2S, outDim, signal := h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]
 	root := b.store.Root()
-	m := &CNN{base: b, pool: torch.MaxPool1d{Options: torch.MaxPool1dOptions{Kernel: 2}}}
+	m := &CNN{base: b}
 	if m.conv1, err = torch.NewSequential(root.Sub("conv1"),
 		torch.Conv1dLayer(torch.Conv1dConfig{In: 1, Out: c1Out, Kernel: c1K, Stride: c1S}), torch.ReLULayer()); err != nil {
 		return nil, err
@@ -30,20 +29,13 @@ func newCNN(b base) (*CNN, error) {
 		torch.Conv1dLayer(torch.Conv1dConfig{In: c1Out, Out: c2Out, Kernel: c2K, Stride: c2S}), torch.ReLULayer()); err != nil {
 		return nil, err
 	}
-	flat, err := flatSize(signal, m.features)
-	if err != nil {
-		return nil, err
-	}
-	if m.head, err = denseHead(root, flat, outDim); err != nil {
+	if m.pooledHead, err = newPooledHead(root, signal, outDim, m.convs); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
-func (m *CNN) features(x *torch.Tensor) *torch.Tensor {
-	y := then(m.conv1.Forward(x), x, m.conv2.Forward)
-	return then(y, x, m.pool.Forward)
+// convs is conv1, then conv2.
+func (m *CNN) convs(x *torch.Tensor) *torch.Tensor {
+	return then(m.conv1.Forward(x), x, m.conv2.Forward)
 }
-
-// Forward maps [batch, 1, signal_length] to logits [batch, output_dim].
-func (m *CNN) Forward(x *torch.Tensor) *torch.Tensor { return then(m.features(x), x, m.head.Forward) }

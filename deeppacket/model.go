@@ -222,6 +222,37 @@ func (h *head) Forward(x *torch.Tensor) *torch.Tensor {
 	return h.out.Forward(x)
 }
 
+// pooledHead is what the CNN and the ResNet share after their convolutions:
+// MaxPool1d(2), then the dense head, whose fc1 is sized by a dummy run
+// through convs and the pool.
+type pooledHead struct {
+	convs func(*torch.Tensor) *torch.Tensor
+	pool  torch.MaxPool1d
+	head  *head
+}
+
+// newPooledHead builds the pool and the dense head after convs, whose
+// parameters must already exist: the dummy draw comes between theirs and
+// the head's, as in the reference's constructors.
+func newPooledHead(root torch.Path, signal, outputDim int64, convs func(*torch.Tensor) *torch.Tensor) (pooledHead, error) {
+	p := pooledHead{convs: convs, pool: torch.MaxPool1d{Options: torch.MaxPool1dOptions{Kernel: 2}}}
+	flat, err := flatSize(signal, p.features)
+	if err != nil {
+		return p, err
+	}
+	p.head, err = denseHead(root, flat, outputDim)
+	return p, err
+}
+
+func (p *pooledHead) features(x *torch.Tensor) *torch.Tensor {
+	return then(p.convs(x), x, p.pool.Forward)
+}
+
+// Forward maps [batch, 1, signal_length] to logits [batch, output_dim].
+func (p *pooledHead) Forward(x *torch.Tensor) *torch.Tensor {
+	return then(p.features(x), x, p.head.Forward)
+}
+
 // flatSize runs a torch.rand(1, 1, signal_length) dummy through f, as the
 // reference's constructors do to size fc1, and returns its element count.
 // The draw matters: it advances the generator before fc1's initialisation.

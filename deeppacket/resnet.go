@@ -23,9 +23,8 @@ const (
 // [channels, length] signal); then the dense head.
 type ResNet struct {
 	base
-	net  *resNet1d
-	pool torch.MaxPool1d
-	head *head
+	net *resNet1d
+	pooledHead
 }
 
 func newResNet(b base) (*ResNet, error) {
@@ -35,28 +34,19 @@ func newResNet(b base) (*ResNet, error) {
 	}
 	c1Out, c1K, c1S, groups, nBlock, outDim, signal := h[0], h[1], h[2], h[3], h[4], h[5], h[6]
 	root := b.store.Root()
-	m := &ResNet{base: b, pool: torch.MaxPool1d{Options: torch.MaxPool1dOptions{Kernel: 2}}}
+	m := &ResNet{base: b}
 	if m.net, err = newResNet1d(root.Sub("conv1").Sub("0"), c1Out, c1K, c1S, groups, nBlock, c1Out); err != nil {
 		return nil, err
 	}
-	flat, err := flatSize(signal, m.features)
-	if err != nil {
-		return nil, err
-	}
-	if m.head, err = denseHead(root, flat, outDim); err != nil {
+	if m.pooledHead, err = newPooledHead(root, signal, outDim, m.convs); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
-func (m *ResNet) features(x *torch.Tensor) *torch.Tensor {
-	y := then(m.net.Forward(x), x, (*torch.Tensor).ReLU)
-	return then(y, x, m.pool.Forward)
-}
-
-// Forward maps [batch, 1, signal_length] to logits [batch, output_dim].
-func (m *ResNet) Forward(x *torch.Tensor) *torch.Tensor {
-	return then(m.features(x), x, m.head.Forward)
+// convs is conv1: ResNet1d, then ReLU.
+func (m *ResNet) convs(x *torch.Tensor) *torch.Tensor {
+	return then(m.net.Forward(x), x, (*torch.Tensor).ReLU)
 }
 
 // samePad pads the last axis with zeros as the reference's "SAME" conv and
