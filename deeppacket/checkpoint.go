@@ -204,6 +204,22 @@ func (c *Checkpoint) Model() (Model, error) {
 	return m, nil
 }
 
+// ReadModel reads a checkpoint and builds its model (ReadCheckpoint, then
+// Model), for callers that need what the checkpoint records besides the
+// model too. The caller closes both.
+func ReadModel(path string) (*Checkpoint, Model, error) {
+	c, err := ReadCheckpoint(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := c.Model()
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return c, m, nil
+}
+
 // Load reads the model of a checkpoint: ReadCheckpoint, then Model, in eval
 // mode on the CPU (Store().To moves it).
 func Load(path string) (Model, error) {

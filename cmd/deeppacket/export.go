@@ -50,15 +50,11 @@ func runExport(cmd *cobra.Command, args []string) error {
 	if format != "torchscript" && format != "lightning" {
 		return fmt.Errorf("export: --format %q: want torchscript or lightning", format)
 	}
-	c, err := deeppacket.ReadCheckpoint(args[0])
+	c, m, err := deeppacket.ReadModel(args[0])
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	m, err := c.Model()
-	if err != nil {
-		return err
-	}
 	defer m.Close()
 	if format == "torchscript" {
 		err = deeppacket.ExportTorchScript(m, out)

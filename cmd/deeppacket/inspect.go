@@ -23,15 +23,11 @@ func newInspectCmd() *cobra.Command {
 }
 
 func runInspect(cmd *cobra.Command, args []string) error {
-	c, err := deeppacket.ReadCheckpoint(args[0])
+	c, m, err := deeppacket.ReadModel(args[0])
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	m, err := c.Model()
-	if err != nil {
-		return err
-	}
 	defer m.Close()
 	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 	task := c.Spec.Task.Name
