@@ -5,27 +5,10 @@ import "C"
 
 import (
 	"fmt"
-	"os"
 	"runtime"
 	"strconv"
 	"strings"
 )
-
-// mallocArenas is how many heaps glibc may keep. By default it opens one per
-// thread that allocates (up to 8 per core); a training step's tensors,
-// megabytes each, allocated and freed every step by the main thread and
-// libtorch's workers, then fragment those heaps, and resident memory of the
-// application CNN crept up 11% over 3,000 steps. One heap keeps it flat
-// (BenchmarkTrainMemory: +0.2%) at no measurable cost in speed; a fixed mmap
-// threshold did too but cost a quarter of the speed. A user's
-// MALLOC_ARENA_MAX wins.
-const mallocArenas = 1
-
-func init() {
-	if _, set := os.LookupEnv("MALLOC_ARENA_MAX"); !set {
-		C.dpt_set_malloc_arenas(mallocArenas)
-	}
-}
 
 // Device is where tensors live: the CPU or one CUDA GPU.
 type Device struct {

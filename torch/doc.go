@@ -34,8 +34,10 @@
 //   - Tensors that outlive a step (parameters, optimiser state) have no scope
 //     and are freed by their owner's Close (Store.Close, Adam.Close) or by
 //     Tensor.Free. Scope.Keep takes a tensor out of its scope.
-//   - glibc keeps one heap (see mallocArenas), so that freed activations are
-//     reused instead of fragmenting one heap per thread.
+//   - Programs that train should run with one glibc heap (MALLOC_ARENA_MAX=1;
+//     deeppacket and this package's tests set it through internal/mallocenv),
+//     so that freed activations are reused instead of fragmenting a heap per
+//     thread.
 //   - A finalizer on unscoped tensors is only a safety net for a forgotten
 //     Free; correct code never depends on it.
 //

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/deeppacket/deeppacket/internal/mallocenv"
 	"github.com/deeppacket/deeppacket/internal/testenv"
 )
 
@@ -83,6 +84,7 @@ func parityInputs() map[string]*Tensor {
 }
 
 func TestMain(m *testing.M) {
+	mallocenv.Ensure()
 	code := m.Run()
 	if parity.dir != "" {
 		os.RemoveAll(parity.dir)

@@ -18,8 +18,6 @@
 #include <torch/serialize.h>
 #include <torch/utils.h>
 
-#include <malloc.h>
-
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -116,8 +114,6 @@ void dpt_set_grad_enabled(int enabled) { c10::GradMode::set_enabled(enabled != 0
 int dpt_is_grad_enabled(void) { return c10::GradMode::is_enabled() ? 1 : 0; }
 
 void dpt_free(dpt_tensor t) { delete t; }
-
-int dpt_set_malloc_arenas(int n) { return mallopt(M_ARENA_MAX, n); }
 
 dpt_error dpt_from_data(const void *data, const int64_t *shape, int ndim, int dtype, const char *device, dpt_tensor *out) {
   return guarded([&] {

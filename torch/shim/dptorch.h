@@ -32,7 +32,6 @@ dpt_error dpt_manual_seed(uint64_t seed);
 void dpt_set_num_threads(int n);
 int dpt_get_num_threads(void);
 void dpt_set_grad_enabled(int enabled); /* thread-local, as in PyTorch */
-int dpt_set_malloc_arenas(int n); /* glibc mallopt(M_ARENA_MAX); 0 on failure */
 int dpt_is_grad_enabled(void);
 
 /* tensor life and data */
