@@ -160,9 +160,7 @@ func (s *Store) LoadStateDict(state map[string]*Tensor) error {
 		}
 		converted := src.ToType(s.device, v.Tensor.DType())
 		err := v.Tensor.Copy_(converted)
-		if converted != src {
-			converted.Free()
-		}
+		converted.Free()
 		if err != nil {
 			return fmt.Errorf("load state dict: %s: %w", v.Name, err)
 		}

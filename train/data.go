@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strconv"
 
@@ -115,19 +114,11 @@ func readFlows(path string) ([]string, error) {
 }
 
 func readFileFlows(path string) ([]string, error) {
-	f, err := os.Open(path)
+	f, pf, err := dataset.OpenParquet(path)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+		return nil, err
 	}
 	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	pf, err := parquet.OpenFile(f, info.Size())
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
 	for _, col := range []string{"source", "flow"} {
 		if _, ok := pf.Schema().Lookup(col); !ok {
 			return nil, nil

@@ -424,13 +424,8 @@ func Evaluate(ctx context.Context, modelPath, dataPath string, o EvalOptions) (*
 		defer sm.Close()
 		forward = func(x *torch.Tensor) *torch.Tensor { return sm.Forward(x) }
 	} else {
-		ck, err := deeppacket.ReadCheckpoint(modelPath)
+		ck, m, err := deeppacket.ReadModel(modelPath)
 		if err != nil {
-			return nil, err
-		}
-		m, err := ck.Model()
-		if err != nil {
-			ck.Close()
 			return nil, err
 		}
 		names = checkpointClassNames(ck, m)
