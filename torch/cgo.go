@@ -1,9 +1,15 @@
 package torch
 
+// The shim library is not linked but opened at first use (see load.c); the
+// run path tells the loader where make builds it.
+
+//go:generate go run ./internal/genload
+
 // #cgo CFLAGS: -I${SRCDIR}/shim
-// #cgo LDFLAGS: -L${SRCDIR}/../build -ldptorch -Wl,-rpath,${SRCDIR}/../build
+// #cgo LDFLAGS: -ldl -Wl,-rpath,${SRCDIR}/../build
 // #include <stdlib.h>
 // #include "dptorch.h"
+// #include "load.h"
 import "C"
 
 import (
@@ -20,6 +26,16 @@ type torchError struct{ msg string }
 
 func (e *torchError) Error() string        { return "libtorch: " + e.msg }
 func (e *torchError) Is(target error) bool { return target == ErrTorch }
+
+// Load opens the libtorch shim, if that has not been done yet, and reports
+// why it cannot be. Every function of the package does this on first use;
+// commands call Load first to fail early with the reason.
+func Load() error {
+	if msg := C.dpt_load_error(); msg != nil {
+		return &torchError{msg: C.GoString(msg)}
+	}
+	return nil
+}
 
 // check turns a shim error into a Go error and frees the C string.
 func check(err C.dpt_error) error {

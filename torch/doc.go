@@ -3,9 +3,13 @@
 // serialisation that PyTorch reads (torch.save's pickle format, TorchScript).
 //
 // The C++ lives in shim/ (one file, a plain C API in shim/dptorch.h) and is
-// built by the Makefile into build/libdptorch.so; this package links it with
-// cgo. Go never sees a C++ type and no C++ exception crosses into Go: every
-// failure becomes an error carrying libtorch's message.
+// built by the Makefile into build/libdptorch.so. This package does not link
+// it: load.c opens it the first time a function needs it (DEEPPACKET_SHIM
+// names another build of it), so that a program using the package pays
+// libtorch's start-up time and memory only once it makes a tensor, and runs
+// without libtorch installed until then (Load says why it cannot load). Go
+// never sees a C++ type and no C++ exception crosses into Go: every failure
+// becomes an error carrying libtorch's message.
 //
 // # Errors
 //

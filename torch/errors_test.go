@@ -2,7 +2,9 @@ package torch
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -174,5 +176,34 @@ func TestStoreToKeepsTensorValues(t *testing.T) {
 	}
 	if !slices.Equal(before, after) || !lin.Weight.RequiresGrad() {
 		t.Errorf("weight after To: %v (requires grad %v), before %v", after, lin.Weight.RequiresGrad(), before)
+	}
+}
+
+// Without its shim library the package says why on first use and nothing
+// aborts. A process loads the library once, so a child process runs the
+// check.
+func TestMissingShim(t *testing.T) {
+	if os.Getenv("DPT_MISSING_SHIM_CHILD") == "1" {
+		err := Load()
+		s := NewScope()
+		defer s.Close()
+		fmt.Printf("load: %v\ntensor: %v\n", err, Zeros(s, []int64{2}, Float32, CPU).Err())
+		return
+	}
+	if err := Load(); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(t.TempDir(), "libdptorch.so")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestMissingShim$")
+	cmd.Env = append(os.Environ(), "DPT_MISSING_SHIM_CHILD=1", "DEEPPACKET_SHIM="+missing)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	want := "libtorch: load " + missing + ": " + missing + ": cannot open shared object file"
+	for _, line := range []string{"load: " + want, "tensor: " + want} {
+		if !strings.Contains(string(out), line) {
+			t.Errorf("child output lacks %q:\n%s", line, out)
+		}
 	}
 }

@@ -1,0 +1,89 @@
+/* load.c: the shim's C API, forwarded to the shim library (libdptorch.so),
+ * which is opened the first time a function is called rather than when the
+ * program starts.
+ *
+ * Loading libtorch takes most of a second of static initialisation (operator
+ * registration), and a third of the program's resident memory: the commands
+ * that never touch a tensor (preprocess, split, synth) should not pay for
+ * it, nor need libtorch installed at all. Each function of shim/dptorch.h
+ * gets a forwarder here, from the list in dptorch_fns.h (go generate). When
+ * the library cannot be opened, the functions that return a dpt_error
+ * return the reason; the others return a zero value and are never reached,
+ * since they need a tensor, value or module that only the library makes.
+ */
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dptorch.h"
+#include "load.h"
+
+/* The library is DEEPPACKET_SHIM when that is set (a path: a shim built
+ * against another libtorch, a CUDA one say), else libdptorch.so found as any
+ * shared library is: LD_LIBRARY_PATH, then the program's run path (the
+ * repository's build/, set by torch/cgo.go), then the system's. */
+static const char *library = "libdptorch.so";
+
+/* The library's functions, set by load. */
+#define DPT_FN(ret, name, params, args, fail) static __typeof__(name) *p_##name;
+#define DPT_VOID(name, params, args) static __typeof__(name) *p_##name;
+#include "dptorch_fns.h"
+#undef DPT_FN
+#undef DPT_VOID
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static char load_msg[1024];
+static const char *load_err; /* NULL once loaded */
+
+static void load(void) {
+    const char *path = getenv("DEEPPACKET_SHIM");
+    if (path != NULL && path[0] != '\0') library = path;
+    void *h = dlopen(library, RTLD_NOW | RTLD_GLOBAL);
+    if (h == NULL) {
+        snprintf(load_msg, sizeof load_msg,
+                 "load %s: %s (build it with make shim, or add its folder to LD_LIBRARY_PATH)", library, dlerror());
+        load_err = load_msg;
+        return;
+    }
+    const char *missing = NULL;
+#define DPT_FN(ret, name, params, args, fail) \
+    if ((p_##name = (__typeof__(p_##name))dlsym(h, #name)) == NULL) missing = #name;
+#define DPT_VOID(name, params, args) DPT_FN(void, name, params, args, )
+#include "dptorch_fns.h"
+#undef DPT_FN
+#undef DPT_VOID
+    if (missing != NULL) {
+        snprintf(load_msg, sizeof load_msg,
+                 "load %s: it has no function %s, so it is older than this program (run make shim)", library, missing);
+        load_err = load_msg;
+    }
+}
+
+static int loaded(void) {
+    pthread_once(&once, load);
+    return load_err == NULL;
+}
+
+const char *dpt_load_error(void) { return loaded() ? NULL : load_err; }
+
+/* The error a failed load gives: a copy, freed like every dpt_error. */
+static dpt_error dpt_load_failure(void) { return strdup(load_err); }
+
+/* Strings from the shim are malloc'd: freeing them needs no library. */
+void dpt_free_error(dpt_error err) { free(err); }
+void dpt_free_string(char *s) { free(s); }
+
+#define DPT_FN(ret, name, params, args, fail) \
+    ret name params {                         \
+        if (!loaded()) return fail;           \
+        return p_##name args;                 \
+    }
+#define DPT_VOID(name, params, args) \
+    void name params {               \
+        if (loaded()) p_##name args; \
+    }
+#include "dptorch_fns.h"
+#undef DPT_FN
+#undef DPT_VOID
