@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
@@ -92,6 +93,7 @@ func runSplit(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
+	slog.Debug("split", "input_rows", report.InputRows, "held_rows", report.HeldRows)
 	return report.Print(cmd.OutOrStdout())
 }
 

@@ -6,13 +6,13 @@ package dataset
 // packet (before zero-padding and before scaling by 1/255), its labels and
 // where it came from.
 type Packet struct {
-	Feature      []byte `parquet:"feature,zstd"`
-	AppLabel     *int64 `parquet:"app_label,optional,zstd"`
-	TrafficLabel *int64 `parquet:"traffic_label,optional,zstd"`
-	Source       string `parquet:"source,dict,zstd"`
-	Index        int64  `parquet:"index,zstd"`
-	TimestampNS  int64  `parquet:"timestamp_ns,zstd"`
+	Feature      []byte `parquet:"feature"`
+	AppLabel     *int64 `parquet:"app_label,optional"`
+	TrafficLabel *int64 `parquet:"traffic_label,optional"`
+	Source       string `parquet:"source,dict"`
+	Index        int64  `parquet:"index"`
+	TimestampNS  int64  `parquet:"timestamp_ns"`
 	// Flow identifies the direction-independent 5-tuple, the same for both
 	// directions of a connection.
-	Flow int64 `parquet:"flow,zstd"`
+	Flow int64 `parquet:"flow"`
 }

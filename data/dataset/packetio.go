@@ -7,8 +7,6 @@ import (
 	"os"
 
 	"github.com/parquet-go/parquet-go"
-	"github.com/parquet-go/parquet-go/compress"
-	"github.com/parquet-go/parquet-go/compress/zstd"
 
 	"github.com/deeppacket/deeppacket/internal/atomicfile"
 )
@@ -21,33 +19,9 @@ const packetRowGroupRows = 16384
 // packetBatch is how many rows PacketWriter hands parquet-go at once.
 const packetBatch = 1024
 
-// packetSchema is Packet's schema with every column compressed by zstd's
-// fastest level rather than its default: preprocessing runs at hundreds of
-// thousands of packets a second per core, the default level would take most
-// of that time, and encrypted payloads hardly compress either way. The
-// columns and their types are Packet's, so parquet-go keeps its fast path
-// from struct fields to columns.
-var packetSchema = parquet.NewSchema("Packet", fastZstdGroup{parquet.SchemaOf(Packet{})})
-
-var fastZstd = &zstd.Codec{Level: zstd.SpeedFastest}
-
-type fastZstdGroup struct{ parquet.Node }
-
-func (g fastZstdGroup) Fields() []parquet.Field {
-	fields := g.Node.Fields()
-	out := make([]parquet.Field, len(fields))
-	for i, f := range fields {
-		out[i] = fastZstdField{f}
-	}
-	return out
-}
-
-type fastZstdField struct{ parquet.Field }
-
-func (fastZstdField) Compression() compress.Codec { return fastZstd }
-
 // PacketWriter writes the preprocessed packets of one capture to a Parquet
-// file (zstd), under a temporary name until Commit renames it into place.
+// file (Snappy, see fastSnappyCodec), under a temporary name until Commit
+// renames it into place.
 type PacketWriter struct {
 	file  *atomicfile.File
 	w     *parquet.GenericWriter[Packet]
@@ -63,7 +37,7 @@ func CreatePackets(path string) (*PacketWriter, error) {
 	}
 	return &PacketWriter{
 		file:  f,
-		w:     parquet.NewGenericWriter[Packet](f, packetSchema, parquet.MaxRowsPerRowGroup(packetRowGroupRows)),
+		w:     parquet.NewGenericWriter[Packet](f, parquet.Compression(fastSnappyCodec), parquet.MaxRowsPerRowGroup(packetRowGroupRows), skipFeatureBounds),
 		batch: make([]Packet, 0, packetBatch),
 		arena: make([]byte, 0, packetBatch*1500),
 	}, nil

@@ -27,11 +27,9 @@ const (
 	colFlow      = "flow"
 )
 
-// keyColumns are what the counting passes read; the write pass reads all.
-var (
-	keyColumns = []string{colApp, colTraffic, colSource, colIndex, colFlow}
-	allColumns = []string{colFeature, colApp, colTraffic, colSource, colIndex, colTimestamp, colFlow}
-)
+// allColumns are what the write pass reads (see splitter.keyColumns for the
+// other passes).
+var allColumns = []string{colFeature, colApp, colTraffic, colSource, colIndex, colTimestamp, colFlow}
 
 // chunkRows is how many rows a scan decodes at a time, bounding its memory
 // whatever the size of the input's row groups.
@@ -168,7 +166,8 @@ func (s *scanner) next(c *chunk, seed uint64, unit Unit) error {
 
 // column streams the values of one flat column page by page, reading the
 // pages' decoded buffers directly: going through parquet.Value for each
-// value costs more than all the rest of the split.
+// value costs more than all the rest of the split. A page without nulls or
+// a dictionary, the common case, is copied a run of values at a time.
 type column struct {
 	pages  parquet.Pages
 	page   parquet.Page
@@ -183,6 +182,9 @@ type column struct {
 	offs   []uint32
 }
 
+// errNull is a null in a column that may have none.
+var errNull = errors.New("null value")
+
 func (c *column) close() {
 	if c.page != nil {
 		parquet.Release(c.page)
@@ -191,24 +193,35 @@ func (c *column) close() {
 	c.pages.Close()
 }
 
-// next moves to the next value and reports whether it is not null.
-func (c *column) next() (bool, error) {
+// run returns how many of the next n values the current page holds (at
+// least one, loading the next page when this one is done) and whether they
+// can be copied as a run: no nulls, no dictionary.
+func (c *column) run(n int) (int, bool, error) {
 	for c.i == c.n {
 		if err := c.load(); err != nil {
-			return false, err
+			return 0, false, err
 		}
 	}
+	return min(n, c.n-c.i), c.defs == nil && c.dict == nil, nil
+}
+
+// skip moves past m values of a run.
+func (c *column) skip(m int) { c.i, c.k = c.i+m, c.k+m }
+
+// next moves to the next value of the current page and reports whether it
+// is not null; cur is then where the value is.
+func (c *column) next() bool {
 	i := c.i
 	c.i++
 	if c.defs != nil && c.defs[i] < c.maxDef {
-		return false, nil
+		return false
 	}
 	c.cur = c.k
 	c.k++
 	if c.dict != nil {
 		c.cur = int(c.dict[c.cur])
 	}
-	return true, nil
+	return true
 }
 
 func (c *column) load() error {
@@ -242,60 +255,144 @@ func (c *column) load() error {
 	return nil
 }
 
-func (c *column) int64() int64      { return c.ints[c.cur] }
-func (c *column) byteArray() []byte { return c.bytes[c.offs[c.cur]:c.offs[c.cur+1]] }
+func (c *column) byteArray(at int) []byte { return c.bytes[c.offs[at]:c.offs[at+1]] }
+
+// int64s appends the next n values of a column without nulls to dst; on
+// errNull, dst holds the values before the null.
+func (c *column) int64s(dst []int64, n int) ([]int64, error) {
+	for n > 0 {
+		m, isRun, err := c.run(n)
+		if err != nil {
+			return dst, err
+		}
+		n -= m
+		if isRun {
+			dst = append(dst, c.ints[c.k:c.k+m]...)
+			c.skip(m)
+			continue
+		}
+		for range m {
+			if !c.next() {
+				return dst, errNull
+			}
+			dst = append(dst, c.ints[c.cur])
+		}
+	}
+	return dst, nil
+}
+
+// optionalInt64s appends the next n values of a column to vals, and whether
+// each is not null to has (a null's value is 0).
+func (c *column) optionalInt64s(vals []int64, has []bool, n int) ([]int64, []bool, error) {
+	for n > 0 {
+		m, isRun, err := c.run(n)
+		if err != nil {
+			return vals, has, err
+		}
+		n -= m
+		if isRun {
+			vals = append(vals, c.ints[c.k:c.k+m]...)
+			for range m {
+				has = append(has, true)
+			}
+			c.skip(m)
+			continue
+		}
+		for range m {
+			ok := c.next()
+			v := int64(0)
+			if ok {
+				v = c.ints[c.cur]
+			}
+			vals, has = append(vals, v), append(has, ok)
+		}
+	}
+	return vals, has, nil
+}
+
+// byteArrays appends the next n values of a column without nulls to data,
+// and where each ends to ends.
+func (c *column) byteArrays(data []byte, ends []int, n int) ([]byte, []int, error) {
+	for n > 0 {
+		m, isRun, err := c.run(n)
+		if err != nil {
+			return data, ends, err
+		}
+		n -= m
+		if isRun {
+			from, base := c.offs[c.k], len(data)-int(c.offs[c.k])
+			data = append(data, c.bytes[from:c.offs[c.k+m]]...)
+			for _, end := range c.offs[c.k+1 : c.k+m+1] {
+				ends = append(ends, base+int(end))
+			}
+			c.skip(m)
+			continue
+		}
+		for range m {
+			if !c.next() {
+				return data, ends, errNull
+			}
+			data = append(data, c.byteArray(c.cur)...)
+			ends = append(ends, len(data))
+		}
+	}
+	return data, ends, nil
+}
 
 // read reads the chunk's values of one column.
 func (c *chunk) read(name string, col *column) error {
+	var err error
+	var got int // the rows read before a null
 	switch name {
 	case colApp, colTraffic:
 		t := app
 		if name == colTraffic {
 			t = traffic
 		}
-		c.label[t], c.has[t] = c.label[t][:0], c.has[t][:0]
-		for r := range c.n {
-			ok, err := col.next()
-			if err != nil {
-				return err
+		if c.label[t], c.has[t], err = col.optionalInt64s(c.label[t][:0], c.has[t][:0], c.n); err != nil {
+			return err
+		}
+		for r, label := range c.label[t] {
+			if label < 0 {
+				return fmt.Errorf("row %d: %s %d is negative", c.first+int64(r), name, label)
 			}
-			var label int64
-			if ok {
-				if label = col.int64(); label < 0 {
-					return fmt.Errorf("row %d: %s %d is negative", c.first+int64(r), name, label)
-				}
-			}
-			c.label[t] = append(c.label[t], label)
-			c.has[t] = append(c.has[t], ok)
 		}
 		return nil
 	case colFeature:
-		c.featData, c.featOff = c.featData[:0], append(c.featOff[:0], 0)
+		c.featData, c.featOff, err = col.byteArrays(c.featData[:0], append(c.featOff[:0], 0), c.n)
+		got = len(c.featOff) - 1
 	case colSource:
-		c.source, c.srcHash = c.source[:0], c.srcHash[:0]
+		got, err = c.readSources(col)
 	case colIndex:
-		c.index = c.index[:0]
+		c.index, err = col.int64s(c.index[:0], c.n)
+		got = len(c.index)
 	case colTimestamp:
-		c.ts = c.ts[:0]
+		c.ts, err = col.int64s(c.ts[:0], c.n)
+		got = len(c.ts)
 	case colFlow:
-		c.flow = c.flow[:0]
+		c.flow, err = col.int64s(c.flow[:0], c.n)
+		got = len(c.flow)
 	}
-	for r := range c.n {
-		ok, err := col.next()
+	if err == errNull {
+		return fmt.Errorf("row %d: %s is null", c.first+int64(got), name)
+	}
+	return err
+}
+
+// readSources reads the chunk's sources and their hashes. A capture's rows
+// share one source: it is hashed and converted only when it changes.
+func (c *chunk) readSources(col *column) (int, error) {
+	c.source, c.srcHash = c.source[:0], c.srcHash[:0]
+	for len(c.source) < c.n {
+		m, _, err := col.run(c.n - len(c.source))
 		if err != nil {
-			return err
+			return len(c.source), err
 		}
-		if !ok {
-			return fmt.Errorf("row %d: %s is null", c.first+int64(r), name)
-		}
-		switch name {
-		case colFeature:
-			c.featData = append(c.featData, col.byteArray()...)
-			c.featOff = append(c.featOff, len(c.featData))
-		case colSource:
-			// A capture's rows share one source: hash and convert it only
-			// when it changes.
-			if b := col.byteArray(); string(b) != c.lastSrc {
+		for range m {
+			if !col.next() {
+				return len(c.source), errNull
+			}
+			if b := col.byteArray(col.cur); string(b) != c.lastSrc {
 				c.lastSrc = string(b)
 				h := fnv.New64a()
 				h.Write(b)
@@ -303,15 +400,9 @@ func (c *chunk) read(name string, col *column) error {
 			}
 			c.source = append(c.source, c.lastSrc)
 			c.srcHash = append(c.srcHash, c.lastHash)
-		case colIndex:
-			c.index = append(c.index, col.int64())
-		case colTimestamp:
-			c.ts = append(c.ts, col.int64())
-		case colFlow:
-			c.flow = append(c.flow, col.int64())
 		}
 	}
-	return nil
+	return c.n, nil
 }
 
 // keyOf places a unit (a packet: source and index; a flow: source and flow)

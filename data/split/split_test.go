@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -213,8 +214,8 @@ func TestDeterministicAcrossRunsAndJobs(t *testing.T) {
 		opts.Jobs = jobs
 		opts.PartRows = 1500 // several parts, written concurrently
 		target, _ := runSplit(t, input, opts)
-		if parts, _ := dataset.SetFiles(filepath.Join(target, TaskDirs[traffic], "test.parquet")); len(parts) != 3 {
-			t.Fatalf("%d parts, want 3 (one per 1500 input rows)", len(parts))
+		if parts, _ := dataset.SetFiles(filepath.Join(target, TaskDirs[traffic], "test.parquet")); len(parts) < 3 {
+			t.Fatalf("%d parts, want one per capture", len(parts))
 		}
 		d := setDigest(t, target)
 		if first == "" {
@@ -231,6 +232,72 @@ func TestDeterministicAcrossRunsAndJobs(t *testing.T) {
 	target, _ := runSplit(t, input, opts)
 	if setDigest(t, target) == first {
 		t.Error("seed 1 gives the same split as seed 9876")
+	}
+}
+
+// sortedDigest is setDigest with the rows of each output sorted: the rows
+// held back for a cut land in a last part rather than in input order.
+func sortedDigest(t *testing.T, target string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(strings.TrimSpace(setDigest(t, target)), "\n") {
+		name, rows, _ := strings.Cut(line, ":")
+		fields := strings.Fields(rows)
+		slices.Sort(fields)
+		fmt.Fprintf(&b, "%s: %d rows: %s\n", name, len(fields), strings.Join(fields, " "))
+	}
+	return b.String()
+}
+
+// TestHeldRowsPlaceTheSameCuts checks the cuts placed from the rows the
+// write pass holds back against those a pass over the key columns places
+// beforehand (forced by a zero hold budget), on classes large enough that
+// many rows share each histogram bucket, with both split units.
+func TestHeldRowsPlaceTheSameCuts(t *testing.T) {
+	input := t.TempDir()
+	short := func(int) int { return 8 }
+	writeCaptures(t, input, []capture{
+		{name: "big", rows: 60000, flowLen: 5, featureLength: short,
+			app: func(i int) *int64 { return label(int64(i % 2)) }, traffic: func(int) *int64 { return label(0) }},
+		{name: "mid", rows: 35000, flowLen: 3, featureLength: short,
+			app: func(int) *int64 { return label(2) }, traffic: func(i int) *int64 { return label(int64(1 + i%2)) }},
+	})
+	for _, unit := range []Unit{ByPacket, ByFlow} {
+		t.Run(unit.String(), func(t *testing.T) {
+			opts := DefaultOptions()
+			opts.SplitBy, opts.TestUnderSampling, opts.Jobs = unit, true, 2
+			held, report := runSplit(t, input, opts)
+			if report.HeldRows == 0 {
+				t.Fatal("no rows held: the test does not exercise placing cuts from held rows")
+			}
+			budget := holdBytes
+			holdBytes = 0
+			defer func() { holdBytes = budget }()
+			byPass, passReport := runSplit(t, input, opts)
+			if passReport.HeldRows != 0 {
+				t.Fatalf("%d rows held with no budget", passReport.HeldRows)
+			}
+			if a, b := sortedDigest(t, held), sortedDigest(t, byPass); a != b {
+				t.Error("held rows and a separate pass give different sets")
+			}
+			if unit == ByFlow {
+				return
+			}
+			// Packets are cut exactly: undersampled to the smallest class,
+			// of a test set that is 0.2 of each class.
+			smallest := map[string]int64{TaskDirs[app]: 30000, TaskDirs[traffic]: 17500}
+			for _, s := range report.Sets {
+				n := smallest[s.Task]
+				want := int64(math.Round(0.2 * float64(n)))
+				if s.Set == "train" {
+					want = n - want
+				}
+				for _, c := range s.Classes {
+					if c.Rows != want {
+						t.Errorf("%s/%s label %d: %d rows, want %d", s.Task, s.Set, c.Label, c.Rows, want)
+					}
+				}
+			}
+		})
 	}
 }
 

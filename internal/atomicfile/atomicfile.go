@@ -15,6 +15,29 @@ type File struct {
 	*os.File
 	path string
 	done bool
+	// written counts the bytes written through Write, flushed those
+	// handed to the kernel's writeback.
+	written, flushed int64
+}
+
+// writebackBytes is how much Write lets pile up before it starts the
+// kernel writing it to disk. Without it the whole file waits in memory
+// for Commit's fsync, which then stalls for as long as the disk takes to
+// write it; started early, writing overlaps the work that produces the
+// file.
+const writebackBytes = 8 << 20
+
+// Write writes p, starting the writeback of every writebackBytes written
+// (through Write, the path of the io.Writer users such as the Parquet
+// writers; the other methods of os.File write without the hint).
+func (f *File) Write(p []byte) (int, error) {
+	n, err := f.File.Write(p)
+	f.written += int64(n)
+	if f.written-f.flushed >= writebackBytes {
+		startWriteback(f.File, f.flushed, f.written-f.flushed)
+		f.flushed = f.written
+	}
+	return n, err
 }
 
 // Create opens a temporary file beside path. The folder is created if needed.

@@ -1,6 +1,7 @@
 package atomicfile
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"testing"
@@ -47,5 +48,39 @@ func TestCommitAndAbort(t *testing.T) {
 				t.Errorf("temporary files left: %v", left)
 			}
 		})
+	}
+}
+
+// TestWriteback writes past several writeback points: the hint must leave
+// the content intact.
+func TestWriteback(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "big")
+	f, err := Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, 3*writebackBytes+12345)
+	for i := range want {
+		want[i] = byte(i * 7 / 3)
+	}
+	for b := want; len(b) > 0; {
+		n := min(len(b), 1<<20+17)
+		if _, err := f.Write(b[:n]); err != nil {
+			t.Fatal(err)
+		}
+		b = b[n:]
+	}
+	if f.flushed < 3*writebackBytes {
+		t.Errorf("writeback started for %d bytes, want at least %d", f.flushed, 3*writebackBytes)
+	}
+	if err := f.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Error("content differs from what was written")
 	}
 }
