@@ -73,9 +73,14 @@ type Sample struct {
 // datasets) give the same int64 column either way, and the struct keeps
 // parquet-go's fast path from Go slices to columns, ten times faster than
 // building the rows value by value.
+//
+// The elements are pointers because Spark's elements are nullable and
+// parquet-go writes the zero value of a nullable non-pointer field as null:
+// every padding zero would read back as None in pandas. They point into
+// ByteScale, so a row costs no allocation.
 type ReferenceRow struct {
-	Feature []float64 `parquet:"feature,optional,list" parquet-element:",optional"`
-	Label   *int64    `parquet:"label,optional"`
+	Feature []*float64 `parquet:"feature,optional,list" parquet-element:",optional"`
+	Label   *int64     `parquet:"label,optional"`
 }
 
 // referenceSchema is ReferenceRow's, under the name Spark gives its schemas.
@@ -263,12 +268,14 @@ const referenceRowsPerWrite = 64
 
 // referenceFeature fills dst with feature scaled to [0, 1] and zero-padded
 // to the signal length, as the reference's preprocessing does.
-func referenceFeature(dst []float64, feature []byte, signalLength int) []float64 {
+func referenceFeature(dst []*float64, feature []byte, signalLength int) []*float64 {
 	dst = slices.Grow(dst[:0], signalLength)[:signalLength]
 	for i, b := range feature {
-		dst[i] = ByteScale[b]
+		dst[i] = &ByteScale[b]
 	}
-	clear(dst[len(feature):])
+	for i := len(feature); i < signalLength; i++ {
+		dst[i] = &ByteScale[0]
+	}
 	return dst
 }
 

@@ -257,86 +257,82 @@ func (c *column) load() error {
 
 func (c *column) byteArray(at int) []byte { return c.bytes[c.offs[at]:c.offs[at+1]] }
 
-// int64s appends the next n values of a column without nulls to dst; on
-// errNull, dst holds the values before the null.
-func (c *column) int64s(dst []int64, n int) ([]int64, error) {
+// scan reads the next n values: each run of m that can be copied (see run)
+// is handed to copyRun, whose values are at k to k+m-1 of ints or offs, and
+// any other value to one, after next.
+func (c *column) scan(n int, copyRun func(k, m int), one func(notNull bool) error) error {
 	for n > 0 {
 		m, isRun, err := c.run(n)
 		if err != nil {
-			return dst, err
+			return err
 		}
 		n -= m
 		if isRun {
-			dst = append(dst, c.ints[c.k:c.k+m]...)
+			copyRun(c.k, m)
 			c.skip(m)
 			continue
 		}
 		for range m {
-			if !c.next() {
-				return dst, errNull
+			if err := one(c.next()); err != nil {
+				return err
 			}
-			dst = append(dst, c.ints[c.cur])
 		}
 	}
-	return dst, nil
+	return nil
+}
+
+// int64s appends the next n values of a column without nulls to dst; on
+// errNull, dst holds the values before the null.
+func (c *column) int64s(dst []int64, n int) ([]int64, error) {
+	err := c.scan(n, func(k, m int) {
+		dst = append(dst, c.ints[k:k+m]...)
+	}, func(notNull bool) error {
+		if !notNull {
+			return errNull
+		}
+		dst = append(dst, c.ints[c.cur])
+		return nil
+	})
+	return dst, err
 }
 
 // optionalInt64s appends the next n values of a column to vals, and whether
 // each is not null to has (a null's value is 0).
 func (c *column) optionalInt64s(vals []int64, has []bool, n int) ([]int64, []bool, error) {
-	for n > 0 {
-		m, isRun, err := c.run(n)
-		if err != nil {
-			return vals, has, err
-		}
-		n -= m
-		if isRun {
-			vals = append(vals, c.ints[c.k:c.k+m]...)
-			for range m {
-				has = append(has, true)
-			}
-			c.skip(m)
-			continue
-		}
+	err := c.scan(n, func(k, m int) {
+		vals = append(vals, c.ints[k:k+m]...)
 		for range m {
-			ok := c.next()
-			v := int64(0)
-			if ok {
-				v = c.ints[c.cur]
-			}
-			vals, has = append(vals, v), append(has, ok)
+			has = append(has, true)
 		}
-	}
-	return vals, has, nil
+	}, func(notNull bool) error {
+		v := int64(0)
+		if notNull {
+			v = c.ints[c.cur]
+		}
+		vals, has = append(vals, v), append(has, notNull)
+		return nil
+	})
+	return vals, has, err
 }
 
 // byteArrays appends the next n values of a column without nulls to data,
 // and where each ends to ends.
 func (c *column) byteArrays(data []byte, ends []int, n int) ([]byte, []int, error) {
-	for n > 0 {
-		m, isRun, err := c.run(n)
-		if err != nil {
-			return data, ends, err
+	err := c.scan(n, func(k, m int) {
+		base := len(data) - int(c.offs[k])
+		data = append(data, c.bytes[c.offs[k]:c.offs[k+m]]...)
+		for _, end := range c.offs[k+1 : k+m+1] {
+			ends = append(ends, base+int(end))
 		}
-		n -= m
-		if isRun {
-			from, base := c.offs[c.k], len(data)-int(c.offs[c.k])
-			data = append(data, c.bytes[from:c.offs[c.k+m]]...)
-			for _, end := range c.offs[c.k+1 : c.k+m+1] {
-				ends = append(ends, base+int(end))
-			}
-			c.skip(m)
-			continue
+	}, func(notNull bool) error {
+		if !notNull {
+			return errNull
 		}
-		for range m {
-			if !c.next() {
-				return data, ends, errNull
-			}
-			data = append(data, c.byteArray(c.cur)...)
-			ends = append(ends, len(data))
-		}
-	}
-	return data, ends, nil
+		data = append(data, c.byteArray(c.cur)...)
+		ends = append(ends, len(data))
+		return nil
+	})
+	return data, ends, err
 }
 
 // read reads the chunk's values of one column.
@@ -383,26 +379,28 @@ func (c *chunk) read(name string, col *column) error {
 // share one source: it is hashed and converted only when it changes.
 func (c *chunk) readSources(col *column) (int, error) {
 	c.source, c.srcHash = c.source[:0], c.srcHash[:0]
-	for len(c.source) < c.n {
-		m, _, err := col.run(c.n - len(c.source))
-		if err != nil {
-			return len(c.source), err
+	add := func(b []byte) {
+		if string(b) != c.lastSrc {
+			c.lastSrc = string(b)
+			h := fnv.New64a()
+			h.Write(b)
+			c.lastHash = h.Sum64()
 		}
-		for range m {
-			if !col.next() {
-				return len(c.source), errNull
-			}
-			if b := col.byteArray(col.cur); string(b) != c.lastSrc {
-				c.lastSrc = string(b)
-				h := fnv.New64a()
-				h.Write(b)
-				c.lastHash = h.Sum64()
-			}
-			c.source = append(c.source, c.lastSrc)
-			c.srcHash = append(c.srcHash, c.lastHash)
-		}
+		c.source = append(c.source, c.lastSrc)
+		c.srcHash = append(c.srcHash, c.lastHash)
 	}
-	return c.n, nil
+	err := col.scan(c.n, func(k, m int) {
+		for i := k; i < k+m; i++ {
+			add(col.byteArray(i))
+		}
+	}, func(notNull bool) error {
+		if !notNull {
+			return errNull
+		}
+		add(col.byteArray(col.cur))
+		return nil
+	})
+	return len(c.source), err
 }
 
 // keyOf places a unit (a packet: source and index; a flow: source and flow)

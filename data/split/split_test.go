@@ -417,6 +417,25 @@ func TestErrors(t *testing.T) {
 			writeCaptures(t, dir, []capture{{name: "long", rows: 20, app: func(int) *int64 { return label(1) },
 				traffic: func(int) *int64 { return label(1) }, featureLength: func(i int) int { return 1490 + i }}})
 		}, "long.parquet: row 11: feature of 1501 bytes is longer than the signal length 1500"},
+		{"null index", func(t *testing.T, dir string) {
+			type nullable struct {
+				Feature      []byte `parquet:"feature"`
+				AppLabel     *int64 `parquet:"app_label,optional"`
+				TrafficLabel *int64 `parquet:"traffic_label,optional"`
+				Source       string `parquet:"source"`
+				Index        *int64 `parquet:"index,optional"`
+				TimestampNS  int64  `parquet:"timestamp_ns"`
+				Flow         int64  `parquet:"flow"`
+			}
+			rows := make([]nullable, 5)
+			for i := range rows {
+				rows[i] = nullable{Feature: []byte{1}, AppLabel: label(0), Source: "s", Index: label(int64(i))}
+			}
+			rows[3].Index = nil
+			if err := parquet.WriteFile(filepath.Join(dir, "nulls.parquet"), rows); err != nil {
+				t.Fatal(err)
+			}
+		}, "nulls.parquet: column \"index\" near row 0: row 3: index is null"},
 		{"empty folder", func(*testing.T, string) {}, "no .parquet files"},
 	}
 	for _, tc := range tests {
