@@ -36,7 +36,7 @@ func TestArrowReadsOurSets(t *testing.T) {
 		schema string
 		check  func(t *testing.T, tbl arrow.Table, row int, s Sample)
 	}{
-		{Reference, "feature: list<element: float64, nullable>, label: int64",
+		{Reference, "feature: list<element: float64>, label: int64",
 			func(t *testing.T, tbl arrow.Table, row int, s Sample) {
 				list := column[*array.List](t, tbl, 0, row)
 				values := list.ListValues().(*array.Float64)

@@ -187,7 +187,7 @@ func TestReadsSparkLayout(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Spark dictionary-encodes the doubles, which our writer does not.
+	// A part as Spark writes it: nullable, dictionary-encoded doubles.
 	writeDictionaryPart(t, filepath.Join(spark, "part-00003-2b5f0a1e-93c3-4b2d-8f0e-5a0c1d3e4f5a-c000.snappy.parquet"), rows[700:], 1500)
 	os.WriteFile(filepath.Join(spark, "_SUCCESS"), nil, 0o644)
 	os.WriteFile(filepath.Join(spark, ".part-00000.crc"), []byte("crc"), 0o644)
@@ -203,8 +203,9 @@ func TestReadsSparkLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The schema, as the file's metadata spells it, is what Spark writes for
-	// array<double> and bigint, but for the label's explicit signed-integer
-	// annotation (see dataset.ReferenceRow).
+	// array<double> and bigint, but for required list elements and the
+	// label's explicit signed-integer annotation (see dataset.ReferenceRow);
+	// the part written below has Spark's nullable elements.
 	var got []string
 	for _, e := range pf.Metadata().Schema {
 		s := e.Name
@@ -219,7 +220,7 @@ func TestReadsSparkLayout(t *testing.T) {
 		}
 		got = append(got, s)
 	}
-	want := []string{"spark_schema", "feature OPTIONAL LIST", "list REPEATED", "element OPTIONAL DOUBLE", "label OPTIONAL INT64 INT(64,true)"}
+	want := []string{"spark_schema", "feature OPTIONAL LIST", "list REPEATED", "element REQUIRED DOUBLE", "label OPTIONAL INT64 INT(64,true)"}
 	if !slices.Equal(got, want) {
 		t.Errorf("schema %q, want %q", got, want)
 	}
