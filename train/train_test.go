@@ -27,11 +27,6 @@ import (
 func writeSet(t *testing.T, dir, name string, n, classes int, seed uint64) string {
 	t.Helper()
 	path := filepath.Join(dir, name+".parquet")
-	w, err := dataset.CreateSet(path, dataset.Compact, 1500, dataset.SetWriterOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Abort()
 	rng := rand.New(rand.NewPCG(seed, 7))
 	samples := make([]dataset.Sample, n)
 	for i := range samples {
@@ -45,14 +40,7 @@ func writeSet(t *testing.T, dir, name string, n, classes int, seed uint64) strin
 		}
 		samples[i] = dataset.Sample{Feature: f, Label: int64(label), Source: "synthetic.pcap", Index: int64(i), Flow: int64(i / 4)}
 	}
-	part := w.Part(0)
-	if err := part.Write(samples); err != nil {
-		t.Fatal(err)
-	}
-	if err := part.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Commit(); err != nil {
+	if err := dataset.WriteSet(path, dataset.Compact, 1500, dataset.SetWriterOptions{}, samples); err != nil {
 		t.Fatal(err)
 	}
 	return path

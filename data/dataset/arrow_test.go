@@ -73,18 +73,7 @@ func TestArrowReadsOurSets(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.format.String(), func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "train.parquet")
-			w, err := CreateSet(dir, tc.format, signalLength, SetWriterOptions{RowsPerRowGroup: 64})
-			if err != nil {
-				t.Fatal(err)
-			}
-			p := w.Part(0)
-			if err := p.Write(samples); err != nil {
-				t.Fatal(err)
-			}
-			if err := p.Close(); err != nil {
-				t.Fatal(err)
-			}
-			if err := w.Commit(); err != nil {
+			if err := WriteSet(dir, tc.format, signalLength, SetWriterOptions{RowsPerRowGroup: 64}, samples); err != nil {
 				t.Fatal(err)
 			}
 			files, err := SetFiles(dir)

@@ -307,6 +307,25 @@ func (p *PartWriter) Close() error {
 	return nil
 }
 
+// WriteSet writes samples as a complete set at dir, in one part: for small
+// sets (split writes large ones part by part, in parallel).
+func WriteSet(dir string, format Format, signalLength int, opts SetWriterOptions, samples []Sample) error {
+	w, err := CreateSet(dir, format, signalLength, opts)
+	if err != nil {
+		return err
+	}
+	p := w.Part(0)
+	err = p.Write(samples)
+	if cerr := p.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		w.Abort()
+		return err
+	}
+	return w.Commit()
+}
+
 // Commit moves the set into place; every part must be closed. A set with no
 // rows is an empty folder, as Spark leaves it.
 func (w *SetWriter) Commit() error {

@@ -37,18 +37,8 @@ func samples(n, maxLen, classes int) []dataset.Sample {
 // part files.
 func writeSet(t testing.TB, dir string, format dataset.Format, signalLength, rowsPerPart, rowsPerGroup int, rows []dataset.Sample) {
 	t.Helper()
-	w, err := dataset.CreateSet(dir, format, signalLength, dataset.SetWriterOptions{RowsPerPart: rowsPerPart, RowsPerRowGroup: rowsPerGroup})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := w.Part(0)
-	if err := p.Write(rows); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Commit(); err != nil {
+	opts := dataset.SetWriterOptions{RowsPerPart: rowsPerPart, RowsPerRowGroup: rowsPerGroup}
+	if err := dataset.WriteSet(dir, format, signalLength, opts, rows); err != nil {
 		t.Fatal(err)
 	}
 }
