@@ -28,8 +28,9 @@ func (e *torchError) Error() string        { return "libtorch: " + e.msg }
 func (e *torchError) Is(target error) bool { return target == ErrTorch }
 
 // Load opens the libtorch shim, if that has not been done yet, and reports
-// why it cannot be. Every function of the package does this on first use;
-// commands call Load first to fail early with the reason.
+// why it cannot be. Every function of the package does this on first use
+// and returns the same reason as its error; Load asks without making
+// anything.
 func Load() error {
 	if msg := C.dpt_load_error(); msg != nil {
 		return &torchError{msg: C.GoString(msg)}

@@ -116,8 +116,8 @@ func readArrow(t *testing.T, path string) arrow.Table {
 	return tbl
 }
 
-// arrowSchema is "name: type, ..." with each field's nullability as Arrow
-// prints element types, leaving the top-level fields' out.
+// arrowSchema is "name: type, ..." of the schema's fields, types as Arrow
+// prints them (a list's element type carries its nullability).
 func arrowSchema(s *arrow.Schema) string {
 	var b bytes.Buffer
 	for i, f := range s.Fields() {

@@ -250,9 +250,9 @@ func (s *splitter) place(ctx context.Context, targets []target, mayDefer bool) (
 // placeByPass reads the keys in the pending buckets from the key columns
 // and places the cuts.
 func (s *splitter) placeByPass(ctx context.Context, p *pending) error {
-	local := make([]map[bucketID]map[uint64]uint32, s.opts.Jobs)
+	local := make([]bucketKeys, s.opts.Jobs)
 	for w := range local {
-		local[w] = map[bucketID]map[uint64]uint32{}
+		local[w] = bucketKeys{}
 	}
 	bar := progress.New(-1, "split: placing cuts", false)
 	err := s.parallel(ctx, len(s.files), func(w, i int) error {
@@ -260,7 +260,7 @@ func (s *splitter) placeByPass(ctx context.Context, p *pending) error {
 			for t := range numTasks {
 				for r := range c.n {
 					if c.has[t][r] && s.classes[t][c.label[t][r]].waits(c.key[r]) {
-						addKey(local[w], t, c.label[t][r], c.key[r])
+						local[w].add(t, c.label[t][r], c.key[r], 1)
 					}
 				}
 			}
@@ -276,10 +276,7 @@ func (s *splitter) placeByPass(ctx context.Context, p *pending) error {
 	for _, l := range local[1:] {
 		for id, counts := range l {
 			for k, n := range counts {
-				if keys[id] == nil {
-					keys[id] = map[uint64]uint32{}
-				}
-				keys[id][k] += n
+				keys.add(id.task, id.label, k, n)
 			}
 		}
 	}
@@ -287,19 +284,23 @@ func (s *splitter) placeByPass(ctx context.Context, p *pending) error {
 	return nil
 }
 
-// addKey counts a row's key among the keys of its bucket.
-func addKey(keys map[bucketID]map[uint64]uint32, task int, label int64, key uint64) {
+// bucketKeys are the keys of the rows in some buckets, with how many rows
+// have each.
+type bucketKeys map[bucketID]map[uint64]uint32
+
+// add counts n rows of a class with key.
+func (b bucketKeys) add(task int, label int64, key uint64, n uint32) {
 	id := bucketID{task, label, bucketOf(key)}
-	if keys[id] == nil {
-		keys[id] = map[uint64]uint32{}
+	if b[id] == nil {
+		b[id] = map[uint64]uint32{}
 	}
-	keys[id][key]++
+	b[id][key] += n
 }
 
 // settle places the pending cuts from the rows of their buckets (the count
 // of each key), at the key boundary nearest to each rank: exact when keys are
 // distinct, as packets' are; with flows, at the nearest flow.
-func (s *splitter) settle(p *pending, keys map[bucketID]map[uint64]uint32) {
+func (s *splitter) settle(p *pending, keys bucketKeys) {
 	for id, idx := range p.need {
 		counts := keys[id]
 		sorted := make([]uint64, 0, len(counts))

@@ -12,9 +12,9 @@
 // pass writes the rows, holding back in memory the few whose key falls in the
 // histogram bucket of a cut, until the keys of the whole bucket place the cut
 // exactly. (When those rows would not fit in memory, a pass over the key
-// columns places the cuts before writing.) The result depends on the input and the seed only, not on the number of
-// goroutines, and the test and training counts are the exact numbers (with
-// ByFlow, to the nearest flow).
+// columns places the cuts before writing.) The result depends on the input
+// and the seed only, not on the number of goroutines, and the test and
+// training counts are the exact numbers (with ByFlow, to the nearest flow).
 package split
 
 import (

@@ -239,13 +239,13 @@ func (s *splitter) write(ctx context.Context, target string, pend *pending) (*Re
 func (s *splitter) writeHeld(pend *pending, held [][numTasks][]heldRow, p *parts, counts *tally) (int64, error) {
 	var n int64
 	var all [numTasks][]heldRow
-	keys := map[bucketID]map[uint64]uint32{}
+	keys := bucketKeys{}
 	for _, h := range held {
 		for t, rows := range h {
 			all[t] = append(all[t], rows...)
 			n += int64(len(rows))
 			for _, r := range rows {
-				addKey(keys, t, r.Label, r.key)
+				keys.add(t, r.Label, r.key, 1)
 			}
 		}
 	}
