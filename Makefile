@@ -1,22 +1,34 @@
 # deeppacket build. `make test` is the project's test command; `make build`
 # puts the CLI at bin/deeppacket.
 #
-# libtorch: by default Debian's libtorch-dev (headers in /usr/include). Point
-# LIBTORCH at another one (the official zip's include/ and lib/ layout, CPU or
-# CUDA, cxx11 ABI) to build against it; third_party/libtorch, when present
-# (a folder or a link), is used before the system one.
+# libtorch: by default the PyTorch 2.x that scripts/install-deps.sh installs
+# from PyPI into .venv (the torch package ships include/ and lib/, as
+# tch-rs's LIBTORCH_USE_PYTORCH uses it). One variable points the build at
+# another:
+#   make PYTHON=/path/to/python     a Python with PyTorch installed: its torch
+#                                   package is built against, and the parity
+#                                   tests compare with it
+#   make LIBTORCH=/opt/libtorch     the official libtorch zip (CPU or CUDA)
+#   make LIBTORCH=system            Debian's libtorch-dev 1.13 (/usr)
+# third_party/libtorch, when present (a folder or a link), comes first.
+# `make test-torch113` runs the parity and checkpoint tests against Debian's
+# libtorch 1.13 and its python3-torch, with a shim of their own in build/debian.
 
-LIBTORCH ?= $(if $(wildcard third_party/libtorch/include),$(CURDIR)/third_party/libtorch,)
+VENV     := $(CURDIR)/.venv
+PYTHON   ?= $(if $(wildcard $(VENV)/bin/python),$(VENV)/bin/python,/usr/bin/python3)
+# The torch package folder of PYTHON, found without importing torch.
+TORCH_PKG = $(shell $(PYTHON) -c 'import importlib.util as u; s = u.find_spec("torch"); print(s.submodule_search_locations[0] if s else "")' 2>/dev/null)
+LIBTORCH ?= $(or $(if $(wildcard third_party/libtorch/include),$(CURDIR)/third_party/libtorch),$(if $(wildcard $(TORCH_PKG)/include/torch/script.h),$(TORCH_PKG)),system)
 BUILD    := build
-SHIM     := $(BUILD)/libdptorch.so
+SHIM     ?= $(BUILD)/libdptorch.so
 GO       ?= go
 CXX      ?= g++
-PYTHON   ?= /usr/bin/python3
 
-ifeq ($(LIBTORCH),)
+ifeq ($(LIBTORCH),system)
 TORCH_CFLAGS  := -I/usr/include/torch/csrc/api/include
 TORCH_LDFLAGS :=
 TORCH_LIBS    := -ltorch -ltorch_cpu -lc10
+CXXSTD        := c++17
 else
 TORCH_CFLAGS  := -I$(LIBTORCH)/include -I$(LIBTORCH)/include/torch/csrc/api/include
 TORCH_LDFLAGS := -L$(LIBTORCH)/lib -Wl,-rpath,$(LIBTORCH)/lib
@@ -24,10 +36,12 @@ TORCH_LDFLAGS := -L$(LIBTORCH)/lib -Wl,-rpath,$(LIBTORCH)/lib
 # shim names none of its symbols, so that CUDA registers at load time.
 TORCH_LIBS    := -Wl,--no-as-needed -ltorch -ltorch_cpu -lc10 \
                  $(if $(wildcard $(LIBTORCH)/lib/libtorch_cuda.so),-ltorch_cuda -lc10_cuda) -Wl,--as-needed
+# PyTorch's headers need C++20 from 2.10 on (17 before).
+CXXSTD        := c++20
 endif
 
 CXXFLAGS ?= -O2
-SHIM_FLAGS := -std=c++17 -fPIC -shared -Wall -Wno-unused-parameter $(TORCH_CFLAGS)
+SHIM_FLAGS := -std=$(CXXSTD) -ffp-contract=off -fPIC -shared -Wall -Wno-unused-parameter $(TORCH_CFLAGS)
 
 .PHONY: all build shim test test-short vet fmt bench bench-train bench-train-epoch bench-preprocess bench-split bench-predict demo clean
 
@@ -35,9 +49,17 @@ all: build
 
 shim: $(SHIM)
 
-$(SHIM): torch/shim/dptorch.cpp torch/shim/dptorch.h
-	@mkdir -p $(BUILD)
+# The shim is rebuilt when its sources change or LIBTORCH does: the file
+# beside it names the libtorch it was built against.
+$(SHIM).libtorch: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(LIBTORCH)' | cmp -s - $@ || echo '$(LIBTORCH)' > $@
+
+$(SHIM): torch/shim/dptorch.cpp torch/shim/dptorch.h $(SHIM).libtorch
+	@echo "shim: building $@ against libtorch $(LIBTORCH)"
 	$(CXX) $(CXXFLAGS) $(SHIM_FLAGS) $< -o $@ $(TORCH_LDFLAGS) $(TORCH_LIBS)
+
+FORCE:
 
 build: $(SHIM)
 	$(GO) build -o bin/deeppacket ./cmd/deeppacket

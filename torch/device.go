@@ -20,7 +20,9 @@ type Device struct {
 var CPU = Device{}
 
 // ParseDevice reads "cpu", "cuda", "cuda:N" or "auto" (CUDA when libtorch
-// was built with it and a GPU is present, else the CPU).
+// was built with it and a GPU is present, else the CPU). A CUDA device that
+// libtorch cannot use is an error saying why: a libtorch built without
+// CUDA, no GPU, or no GPU of that number.
 func ParseDevice(name string) (Device, error) {
 	switch name = strings.TrimSpace(strings.ToLower(name)); {
 	case name == "cpu":
@@ -31,15 +33,53 @@ func ParseDevice(name string) (Device, error) {
 		}
 		return CPU, nil
 	case name == "cuda":
-		return Device{CUDA: true}, nil
+		return cudaDevice(name, 0)
 	case strings.HasPrefix(name, "cuda:"):
 		n, err := strconv.Atoi(strings.TrimPrefix(name, "cuda:"))
 		if err != nil || n < 0 {
 			return Device{}, fmt.Errorf("device %q: want cpu, cuda, cuda:N or auto", name)
 		}
-		return Device{CUDA: true, Index: n}, nil
+		return cudaDevice(name, n)
 	}
 	return Device{}, fmt.Errorf("device %q: want cpu, cuda, cuda:N or auto", name)
+}
+
+// cudaDevice is GPU n, if libtorch can use it.
+func cudaDevice(name string, n int) (Device, error) {
+	if err := Load(); err != nil {
+		return Device{}, err
+	}
+	switch count := CUDADeviceCount(); {
+	case CUDAVersion() == "":
+		return Device{}, fmt.Errorf("device %q: libtorch %s was built without CUDA (use --device cpu or auto, or build against a CUDA libtorch)", name, Version())
+	case !CUDAAvailable() || count == 0:
+		return Device{}, fmt.Errorf("device %q: libtorch %s has CUDA %s but sees no GPU (no NVIDIA driver or device; use --device cpu or auto)", name, Version(), CUDAVersion())
+	case n >= count:
+		return Device{}, fmt.Errorf("device %q: libtorch sees %d GPU(s), cuda:0 to cuda:%d", name, count, count-1)
+	}
+	return Device{CUDA: true, Index: n}, nil
+}
+
+// Version is the version of the libtorch the shim was built against, as
+// "2.15.0" (PyTorch's torch.__version__ without its local part).
+func Version() string {
+	if Load() != nil {
+		return ""
+	}
+	return goString(C.dpt_torch_version())
+}
+
+// CUDAVersion is the CUDA runtime version libtorch was built with, as
+// "13.2", or "" for a libtorch without CUDA.
+func CUDAVersion() string {
+	if Load() != nil {
+		return ""
+	}
+	v := int(C.dpt_cuda_runtime_version())
+	if v == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d.%d", v/1000, v%1000/10)
 }
 
 // String is PyTorch's name for the device.

@@ -5,6 +5,8 @@
 
 DPT_FN(int, dpt_cuda_is_available, (void), (), 0)
 DPT_FN(int, dpt_cuda_device_count, (void), (), 0)
+DPT_FN(char *, dpt_torch_version, (void), (), NULL)
+DPT_FN(int, dpt_cuda_runtime_version, (void), (), 0)
 DPT_FN(dpt_error, dpt_manual_seed, (uint64_t seed), (seed), dpt_load_failure())
 DPT_VOID(dpt_set_num_threads, (int n), (n))
 DPT_FN(int, dpt_get_num_threads, (void), (), 0)
@@ -26,7 +28,7 @@ DPT_FN(dpt_error, dpt_to_string, (dpt_tensor t, char **out), (t, out), dpt_load_
 DPT_FN(dpt_error, dpt_clone, (dpt_tensor t, dpt_tensor *out), (t, out), dpt_load_failure())
 DPT_FN(dpt_error, dpt_detach, (dpt_tensor t, dpt_tensor *out), (t, out), dpt_load_failure())
 DPT_FN(dpt_error, dpt_equal, (dpt_tensor a, dpt_tensor b, int *out), (a, b, out), dpt_load_failure())
-DPT_FN(dpt_error, dpt_set_requires_grad, (dpt_tensor t, int requires), (t, requires), dpt_load_failure())
+DPT_FN(dpt_error, dpt_set_requires_grad, (dpt_tensor t, int on), (t, on), dpt_load_failure())
 DPT_FN(int, dpt_requires_grad, (dpt_tensor t), (t), 0)
 DPT_FN(dpt_error, dpt_backward, (dpt_tensor t), (t), dpt_load_failure())
 DPT_FN(dpt_error, dpt_grad, (dpt_tensor t, dpt_tensor *out), (t, out), dpt_load_failure())

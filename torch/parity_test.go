@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -108,6 +110,13 @@ func pytorch(t *testing.T) *parityRun {
 	t.Helper()
 	python := testenv.Python(t)
 	parityOnce.Do(func() {
+		// Parity is with the PyTorch of the libtorch the shim was built on:
+		// kernels and optimiser formulas change between versions.
+		out, err := exec.Command(python, "-c", "import torch; print(torch.__version__.split('+')[0])").CombinedOutput()
+		if got := strings.TrimSpace(string(out)); err != nil || got != Version() {
+			parity.err = fmt.Errorf("%s has PyTorch %q, the shim libtorch %s: set DEEPPACKET_PYTHON (or make PYTHON=...) to the Python of the same PyTorch (%v)", python, got, Version(), err)
+			return
+		}
 		// Not t.TempDir: the first test's folder would go when it ends.
 		if parity.dir, parity.err = os.MkdirTemp("", "torch-parity-"); parity.err != nil {
 			return
@@ -119,7 +128,11 @@ func pytorch(t *testing.T) *parityRun {
 		if parity.err = saveGoScript(filepath.Join(parity.dir, "go_script.pt"), parity.in); parity.err != nil {
 			return
 		}
-		cmd := exec.Command(python, "testdata/parity.py", filepath.Join(parity.dir, "in.pt"), filepath.Join(parity.dir, "out.pt"))
+		// Both sides run libtorch's kernels with the same number of threads:
+		// a reduction split over N threads sums in another order than over 1,
+		// and float32 results then differ in their last bits.
+		cmd := exec.Command(python, "testdata/parity.py", filepath.Join(parity.dir, "in.pt"), filepath.Join(parity.dir, "out.pt"),
+			strconv.Itoa(NumThreads()))
 		if out, err := cmd.CombinedOutput(); err != nil {
 			parity.err = fmt.Errorf("parity.py: %v\n%s", err, out)
 			return

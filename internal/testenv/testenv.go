@@ -1,5 +1,6 @@
 // Package testenv finds what tests need outside the repository: the shared
-// data folder (../shared) and Debian's Python with PyTorch and scapy. Under
+// data folder (../shared) and a Python with PyTorch and scapy (the project's
+// .venv, which scripts/install-deps.sh makes). Under
 // CI=true a missing piece fails the test; elsewhere the test is skipped with
 // a message saying what is missing.
 package testenv
@@ -58,14 +59,19 @@ var (
 )
 
 // Python returns a Python interpreter that imports torch and scapy: the one
-// in DEEPPACKET_PYTHON, else Debian's /usr/bin/python3 (scripts/install-deps.sh
-// installs python3-torch and python3-scapy there).
+// in DEEPPACKET_PYTHON (make test sets it), else the repository's .venv
+// (scripts/install-deps.sh installs PyTorch 2.x, Lightning and scapy
+// there), else Debian's /usr/bin/python3 (python3-torch 1.13).
 func Python(t testing.TB) string {
 	t.Helper()
+	root := RepoRoot(t)
 	pythonOnce.Do(func() {
 		pythonPath = os.Getenv("DEEPPACKET_PYTHON")
 		if pythonPath == "" {
-			pythonPath = "/usr/bin/python3"
+			pythonPath = filepath.Join(root, ".venv", "bin", "python")
+			if _, err := os.Stat(pythonPath); err != nil {
+				pythonPath = "/usr/bin/python3"
+			}
 		}
 		out, err := exec.Command(pythonPath, "-c", "import torch, scapy").CombinedOutput()
 		if err != nil {

@@ -1,22 +1,28 @@
 // dptorch.cpp: the libtorch side of deeppacket's binding (see dptorch.h).
 //
-// Compatibility: written against Debian's libtorch 1.13 and restricted to API
-// that libtorch 2.x still offers unchanged (checked against the 2.x headers'
-// signatures): at:: operators (conv1d, max_pool1d, linear, batch_norm,
-// dropout, constant_pad_nd, cross_entropy_loss, mse_loss, softmax,
-// log_softmax, argmax), c10::GradMode, torch::cuda::is_available /
-// device_count / manual_seed_all, torch::pickle_save / pickle_load,
-// torch::jit::Module (register_parameter, register_buffer, define, save) and
-// torch::jit::load. Rebuilding this one file against a CUDA libtorch
-// (make LIBTORCH=/path/to/libtorch) needs no change in the Go code.
+// Compatibility: builds against PyTorch 2.x (the default, C++20) and Debian's
+// libtorch 1.13 (C++17), using only API both offer unchanged: at:: operators
+// (conv1d, max_pool1d, linear, batch_norm, dropout, constant_pad_nd,
+// cross_entropy_loss, mse_loss, softmax, log_softmax, argmax), c10::GradMode,
+// torch::cuda::is_available / device_count / manual_seed_all, jit::Pickler,
+// PyTorchStreamWriter and torch::pickle_load, torch::jit::Module
+// (register_parameter, register_buffer, define, save) and torch::jit::load.
+// Where the two versions' Python optimisers differ (Adam's first moment),
+// TORCH_VERSION_MAJOR picks the formula of the version built against.
+// Rebuilding this one file against a CUDA libtorch (make LIBTORCH=... or
+// PyPI's CUDA torch, the default) needs no change in the Go code.
 #include "dptorch.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/serialization/export.h>
+#include <torch/csrc/jit/serialization/pickler.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
 #include <torch/serialize.h>
 #include <torch/utils.h>
+#include <torch/version.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -92,6 +98,21 @@ c10::optional<at::Tensor> optional(dpt_tensor t) {
   return t->t;
 }
 
+// write_file writes n bytes to path, or throws saying why (a full disk, say):
+// every save goes through memory first, so that no libtorch writer meets a
+// failing file, whose destructor would throw and abort the process.
+void write_file(const char *path, const char *data, size_t n) {
+  std::FILE *f = std::fopen(path, "wb");
+  if (f == nullptr) throw std::runtime_error(std::string("cannot create ") + path + ": " + std::strerror(errno));
+  bool ok = std::fwrite(data, 1, n, f) == n;
+  int err = errno;
+  if (std::fclose(f) != 0 && ok) {
+    ok = false;
+    err = errno;
+  }
+  if (!ok) throw std::runtime_error(std::string("cannot write ") + path + ": " + std::strerror(err));
+}
+
 std::vector<char> read_file(const char *path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error(std::string("cannot open ") + path + ": " + std::strerror(errno));
@@ -107,6 +128,17 @@ void dpt_free_string(char *s) { std::free(s); }
 
 int dpt_cuda_is_available(void) { return torch::cuda::is_available() ? 1 : 0; }
 int dpt_cuda_device_count(void) { return static_cast<int>(torch::cuda::device_count()); }
+
+char *dpt_torch_version(void) { return strdup(TORCH_VERSION); }
+
+int dpt_cuda_runtime_version(void) {
+  // Without libtorch_cuda the CUDA hooks are a stub that throws.
+  try {
+    return static_cast<int>(at::detail::getCUDAHooks().versionCUDART());
+  } catch (...) {
+    return 0;
+  }
+}
 dpt_error dpt_manual_seed(uint64_t seed) { return guarded([&] { torch::manual_seed(seed); }); }
 void dpt_set_num_threads(int n) { at::set_num_threads(n); }
 int dpt_get_num_threads(void) { return at::get_num_threads(); }
@@ -189,8 +221,8 @@ dpt_error dpt_equal(dpt_tensor a, dpt_tensor b, int *out) {
   return guarded([&] { *out = at::equal(ref(a), ref(b)) ? 1 : 0; });
 }
 
-dpt_error dpt_set_requires_grad(dpt_tensor t, int requires) {
-  return guarded([&] { t->t.set_requires_grad(requires != 0); });
+dpt_error dpt_set_requires_grad(dpt_tensor t, int on) {
+  return guarded([&] { t->t.set_requires_grad(on != 0); });
 }
 
 int dpt_requires_grad(dpt_tensor t) { return t->t.requires_grad() ? 1 : 0; }
@@ -401,25 +433,61 @@ dpt_error dpt_argmax(dpt_tensor x, int64_t dim, int keepdim, dpt_tensor *out) {
 
 namespace {
 
-// adam_fused_kernel is one pass over a float32 parameter doing what the
-// unfused step does in seven passes over memory. Each float operation rounds
-// as ATen's kernels do, up to fused multiply-adds, so results agree with
-// PyTorch's to within a few ulps. Built for AVX2+FMA and for the baseline,
-// chosen at load time.
-__attribute__((target_clones("avx2,fma", "default"))) void adam_fused_kernel(float *p, const float *g, float *m, float *v,
-                                                                             int64_t begin, int64_t end, float beta1,
-                                                                             float one_minus_beta1, float beta2,
-                                                                             float one_minus_beta2, float weight_decay,
-                                                                             float bias_correction2_sqrt, float eps,
-                                                                             float neg_step_size) {
+// first_moment is Adam's exp_avg update for one element: PyTorch 1.13's
+// m * beta1 + (1 - beta1) * g, or PyTorch 2's m.lerp_(g, 1 - beta1), which
+// ATen computes as one fused multiply-add from whichever end is nearer.
+// madd is a * b + c as ATen's vectorised kernels compute it: one fused
+// multiply-add where its kernels for the CPU have FMA (the AVX2 and AVX-512
+// builds), two roundings in its baseline build.
+inline float madd(float a, float b, float c, bool fma) { return fma ? std::fma(a, b, c) : a * b + c; }
+
+// aten_uses_fma tells which of ATen's kernel builds runs: it picks AVX2 or
+// better when the CPU has AVX2 and FMA, unless ATEN_CPU_CAPABILITY=default.
+bool aten_uses_fma() {
+  static const bool fma = [] {
+    const char *cap = std::getenv("ATEN_CPU_CAPABILITY");
+    if (cap != nullptr && std::strcmp(cap, "default") == 0) return false;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return fma;
+}
+
+inline float first_moment(float m, float g, float beta1, float w, bool fma) {
+#if TORCH_VERSION_MAJOR >= 2
+  return w < 0.5f ? madd(w, g - m, m, fma) : madd(w - 1.0f, g - m, g, fma);
+#else
+  return m * beta1 + w * g;
+#endif
+}
+
+// The fused Adam step makes two passes over a float32 parameter where the
+// unfused step makes seven: adam_moments updates exp_avg and exp_avg_sq,
+// ATen's own sqrt (PyTorch 2's vectorised sqrt is not IEEE-exact, so ours
+// would differ) makes sqrt(exp_avg_sq), and adam_update moves the parameter.
+// Each float operation rounds as ATen's vectorised kernels do, in their order
+// (the shim is built with -ffp-contract=off, so a fused multiply-add appears
+// only where ATen's kernels have one), so results agree with PyTorch's to the
+// last bit on the machines we test. Built for Haswell's AVX2 and FMA and for
+// the baseline, chosen at load time.
+__attribute__((target_clones("arch=haswell", "default"))) void adam_moments(const float *p, const float *g, float *m,
+                                                                            float *v, int64_t begin, int64_t end,
+                                                                            float beta1, float one_minus_beta1,
+                                                                            float beta2, float one_minus_beta2,
+                                                                            float weight_decay, bool fma) {
   for (int64_t i = begin; i < end; i++) {
-    float grad = weight_decay != 0 ? g[i] + weight_decay * p[i] : g[i];
-    float mi = m[i] * beta1 + one_minus_beta1 * grad;
-    float vi = v[i] * beta2 + one_minus_beta2 * grad * grad;
-    m[i] = mi;
-    v[i] = vi;
-    float denom = std::sqrt(vi) / bias_correction2_sqrt + eps;
-    p[i] = p[i] + neg_step_size * mi / denom;
+    float grad = weight_decay != 0 ? madd(p[i], weight_decay, g[i], fma) : g[i];
+    m[i] = first_moment(m[i], grad, beta1, one_minus_beta1, fma);
+    v[i] = madd(one_minus_beta2 * grad, grad, v[i] * beta2, fma);
+  }
+}
+
+__attribute__((target_clones("arch=haswell", "default"))) void adam_update(float *p, const float *m, const float *sqrt_v,
+                                                                           int64_t begin, int64_t end,
+                                                                           float bias_correction2_sqrt, float eps,
+                                                                           float neg_step_size) {
+  for (int64_t i = begin; i < end; i++) {
+    float denom = sqrt_v[i] / bias_correction2_sqrt + eps;
+    p[i] = p[i] + neg_step_size * m[i] / denom;
   }
 }
 
@@ -432,9 +500,10 @@ bool fusable(const at::Tensor &param, const at::Tensor &grad, const at::Tensor &
 
 }  // namespace
 
-// dpt_adam_step is torch.optim.Adam.step() of PyTorch 1.13 (_single_tensor_adam,
-// amsgrad off, maximize off). Unfused, it runs the same tensor operations in
-// the same order, so results are bit-identical; fused (like PyTorch 2's
+// dpt_adam_step is torch.optim.Adam.step() of the PyTorch built against
+// (_single_tensor_adam, amsgrad off, maximize off; 2.x's first moment is a
+// lerp_). Unfused, it runs the same tensor operations in the same order, so
+// results are bit-identical; fused (like PyTorch 2's
 // Adam(fused=True)), contiguous float32 CPU parameters take one pass each.
 // State is created on a parameter's first gradient, as PyTorch does:
 // exp_avg[i] and exp_avg_sq[i] may be NULL on entry and then receive new
@@ -456,18 +525,27 @@ dpt_error dpt_adam_step(const dpt_tensor *params, dpt_tensor *exp_avg, dpt_tenso
       double bias_correction2 = 1 - std::pow(beta2, steps[i]);
       double step_size = lr / bias_correction1;
       if (fused && fusable(param, g, m, v)) {
+        bool fma = aten_uses_fma();
         float *pp = param.data_ptr<float>();
         const float *gp = g.data_ptr<float>();
         float *mp = m.data_ptr<float>();
         float *vp = v.data_ptr<float>();
         at::parallel_for(0, param.numel(), 16384, [&](int64_t begin, int64_t end) {
-          adam_fused_kernel(pp, gp, mp, vp, begin, end, beta1, 1 - beta1, beta2, 1 - beta2, weight_decay,
-                            std::sqrt(bias_correction2), eps, -step_size);
+          adam_moments(pp, gp, mp, vp, begin, end, beta1, 1 - beta1, beta2, 1 - beta2, weight_decay, fma);
+        });
+        auto sqrt_v = v.sqrt();
+        const float *sp = sqrt_v.data_ptr<float>();
+        at::parallel_for(0, param.numel(), 16384, [&](int64_t begin, int64_t end) {
+          adam_update(pp, mp, sp, begin, end, std::sqrt(bias_correction2), eps, -step_size);
         });
         continue;
       }
       auto grad = weight_decay != 0 ? g.add(param, weight_decay) : g;
+#if TORCH_VERSION_MAJOR >= 2
+      m.lerp_(grad, 1 - beta1);
+#else
       m.mul_(beta1).add_(grad, 1 - beta1);
+#endif
       v.mul_(beta2).addcmul_(grad, grad, 1 - beta2);
       auto denom = (v.sqrt() / std::sqrt(bias_correction2)).add_(eps);
       param.addcdiv_(m, denom, -step_size);
@@ -572,13 +650,29 @@ dpt_error dpt_ivalue_item(dpt_ivalue v, int64_t i, dpt_ivalue *key, dpt_ivalue *
   });
 }
 
+// dpt_pickle_save writes torch.save's zip format, as torch::pickle_save does
+// but with aggregates untagged: a tagged dict or list pickles a call to
+// torch.jit._pickle.restore_type_tag, which torch.load(weights_only=True),
+// PyTorch 2.6's default, refuses. Untagged, the file names only the globals
+// of a plain torch.save (tensor rebuilding and storages).
 dpt_error dpt_pickle_save(dpt_ivalue v, const char *path) {
   return guarded([&] {
-    auto bytes = torch::pickle_save(v->v);
-    std::ofstream out(path, std::ios::binary);
-    if (!out) throw std::runtime_error(std::string("cannot create ") + path + ": " + std::strerror(errno));
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!out) throw std::runtime_error(std::string("cannot write ") + path);
+    std::vector<char> pickle;
+    torch::jit::Pickler pickler([&](const char *buf, size_t n) { pickle.insert(pickle.end(), buf, buf + n); }, nullptr,
+                                nullptr, nullptr, nullptr, /*tag_aggregates=*/false);
+    pickler.protocol();
+    pickler.pushIValue(v->v);
+    pickler.stop();
+    std::vector<char> zip;
+    {
+      caffe2::serialize::PyTorchStreamWriter writer([&](const void *buf, size_t n) {
+        zip.insert(zip.end(), static_cast<const char *>(buf), static_cast<const char *>(buf) + n);
+        return n;
+      });
+      torch::jit::writeArchiveAndTensors("data", pickle.data(), pickle.size(), pickler.tensorData(), writer);
+      writer.writeEndOfFile();
+    }
+    write_file(path, zip.data(), zip.size());
   });
 }
 
@@ -605,7 +699,12 @@ dpt_error dpt_module_define(dpt_module m, const char *source) {
 }
 
 dpt_error dpt_module_save(dpt_module m, const char *path) {
-  return guarded([&] { m->m.save(path); });
+  return guarded([&] {
+    std::ostringstream out;
+    m->m.save(out);
+    auto bytes = out.str();
+    write_file(path, bytes.data(), bytes.size());
+  });
 }
 
 dpt_error dpt_module_load(const char *path, const char *device, dpt_module *out) {

@@ -28,6 +28,8 @@ void dpt_free_string(char *s);
 /* process-wide settings */
 int dpt_cuda_is_available(void);
 int dpt_cuda_device_count(void);
+char *dpt_torch_version(void);        /* libtorch's version, as "2.15.0"; free with dpt_free_string */
+int dpt_cuda_runtime_version(void);   /* the CUDA runtime libtorch was built with (13020), or 0 without CUDA */
 dpt_error dpt_manual_seed(uint64_t seed);
 void dpt_set_num_threads(int n);
 int dpt_get_num_threads(void);
@@ -53,7 +55,7 @@ dpt_error dpt_detach(dpt_tensor t, dpt_tensor *out);
 dpt_error dpt_equal(dpt_tensor a, dpt_tensor b, int *out);
 
 /* autograd */
-dpt_error dpt_set_requires_grad(dpt_tensor t, int requires);
+dpt_error dpt_set_requires_grad(dpt_tensor t, int on);
 int dpt_requires_grad(dpt_tensor t);
 dpt_error dpt_backward(dpt_tensor t);
 dpt_error dpt_grad(dpt_tensor t, dpt_tensor *out); /* *out NULL when no gradient */

@@ -1,6 +1,6 @@
 """Reference results for the Go binding's parity tests, computed by PyTorch.
 
-Usage: parity.py IN.pt OUT.pt. IN.pt is a dict of tensors written by the Go
+Usage: parity.py IN.pt OUT.pt THREADS. IN.pt is a dict of tensors written by the Go
 test (torch.save format); every key is "<case>/<name>". This script computes
 each case with PyTorch and writes "<case>/<result>" tensors to OUT.pt. The Go
 test computes the same cases through the binding and compares.
@@ -15,8 +15,12 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
 from reference_models import CNN  # noqa: E402
 
-torch.set_num_threads(1)
-inp = torch.load(sys.argv[1])
+# The Go side's intra-op thread count: reductions split over threads sum in
+# another order, so both sides must use the same number.
+torch.set_num_threads(int(sys.argv[3]))
+# weights_only: the Go side's files must load the safe way (PyTorch 2.6's
+# default); 1.13 has the option too.
+inp = torch.load(sys.argv[1], weights_only=True)
 out = {}
 
 
