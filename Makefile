@@ -43,7 +43,7 @@ endif
 CXXFLAGS ?= -O2
 SHIM_FLAGS := -std=$(CXXSTD) -ffp-contract=off -fPIC -shared -Wall -Wno-unused-parameter $(TORCH_CFLAGS)
 
-.PHONY: all build shim test test-short vet fmt bench bench-train bench-train-epoch bench-preprocess bench-split bench-predict demo clean
+.PHONY: FORCE all build shim test test-torch113 test-short vet fmt bench bench-train bench-train-epoch bench-preprocess bench-split bench-predict demo clean
 
 all: build
 
@@ -70,6 +70,15 @@ vet: $(SHIM)
 
 test: $(SHIM) vet
 	DEEPPACKET_PYTHON=$(PYTHON) $(GO) test -timeout 20m ./...
+
+# The second libtorch: Debian's 1.13, with its own shim, against Debian's
+# python3-torch 1.13: the binding's parity tests and the model and checkpoint
+# packages' tests (PyTorch interop included).
+TORCH113_SHIM := $(BUILD)/debian/libdptorch.so
+TORCH113_PKGS ?= ./torch/... ./deeppacket/...
+test-torch113:
+	$(MAKE) --no-print-directory shim SHIM=$(TORCH113_SHIM) LIBTORCH=system
+	DEEPPACKET_SHIM=$(CURDIR)/$(TORCH113_SHIM) DEEPPACKET_PYTHON=/usr/bin/python3 $(GO) test -count=1 -timeout 20m $(TORCH113_PKGS)
 
 test-short: $(SHIM)
 	$(GO) test -short ./...

@@ -118,8 +118,18 @@ func TestFixtureParity(t *testing.T) {
 			if len(got) != len(f.logits) {
 				t.Fatalf("%d logits, want %d", len(got), len(f.logits))
 			}
-			if d := maxAbsDiff(got, f.logits); d > 1e-5 {
-				t.Fatalf("max |logit - reference| = %g, want ≤ 1e-5", d)
+			// The fixture's logits come from the reference's PyTorch build on
+			// another CPU, whose convolutions sum in another order than any
+			// build here: the bound is relative to the logits' scale, 1e-6 of
+			// the largest (8 float32 ulps; the ResNet's reach 33, where 1e-5
+			// absolute would be 2.6 ulps and PyTorch 1.13 on AVX-512 lands
+			// at 3).
+			scale := 1.0
+			for _, l := range f.logits {
+				scale = max(scale, math.Abs(float64(l)))
+			}
+			if d, tol := maxAbsDiff(got, f.logits), 1e-6*scale; d > tol {
+				t.Fatalf("max |logit - reference| = %g, want ≤ %g", d, tol)
 			} else {
 				t.Logf("max |logit - reference| = %g", d)
 			}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -112,8 +113,10 @@ func pytorch(t *testing.T) *parityRun {
 	parityOnce.Do(func() {
 		// Parity is with the PyTorch of the libtorch the shim was built on:
 		// kernels and optimiser formulas change between versions.
-		out, err := exec.Command(python, "-c", "import torch; print(torch.__version__.split('+')[0])").CombinedOutput()
-		if got := strings.TrimSpace(string(out)); err != nil || got != Version() {
+		// Debian's says 1.13.0a0, PyPI's 2.15.0+cu132: compare the release.
+		out, err := exec.Command(python, "-c", "import torch; print(torch.__version__)").CombinedOutput()
+		release := regexp.MustCompile(`^\d+\.\d+\.\d+`)
+		if got := strings.TrimSpace(string(out)); err != nil || release.FindString(got) != release.FindString(Version()) {
 			parity.err = fmt.Errorf("%s has PyTorch %q, the shim libtorch %s: set DEEPPACKET_PYTHON (or make PYTHON=...) to the Python of the same PyTorch (%v)", python, got, Version(), err)
 			return
 		}

@@ -456,7 +456,7 @@ inline float first_moment(float m, float g, float beta1, float w, bool fma) {
 #if TORCH_VERSION_MAJOR >= 2
   return w < 0.5f ? madd(w, g - m, m, fma) : madd(w - 1.0f, g - m, g, fma);
 #else
-  return m * beta1 + w * g;
+  return madd(g, w, m * beta1, fma);  // mul_(beta1).add_(g, alpha=1 - beta1)
 #endif
 }
 
