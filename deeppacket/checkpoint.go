@@ -45,8 +45,12 @@ type Checkpoint struct {
 }
 
 // ReadCheckpoint reads a Lightning checkpoint safely: only tensors and
-// plain data are built (ErrUnsafe for any other Python global).
+// plain data are built (ErrUnsafe for any other Python global). A
+// safetensors file (see SaveSafetensors) is read as a checkpoint too.
 func ReadCheckpoint(path string) (*Checkpoint, error) {
+	if isSafetensors(path) {
+		return readSafetensors(path)
+	}
 	a, err := openArchive(path)
 	if err != nil {
 		return nil, err
@@ -118,24 +122,37 @@ func checkpointFrom(path string, tree any) (*Checkpoint, error) {
 	if hp == nil {
 		return nil, errors.New("no hyper_parameters: cannot tell the model's sizes")
 	}
-	kind, err := KindOf(c.Names)
+	spec, err := specFrom(c.Names, hp, meta)
 	if err != nil {
 		return nil, err
 	}
-	c.Spec = Spec{Kind: kind, HParams: hp, Preprocessing: features.Options{Layout: features.LayoutReference}}
+	c.Spec = spec
+	return c, nil
+}
+
+// specFrom is the model a state_dict's names and hyperparameters describe,
+// with our entry's kind, task and preprocessing when there is one (meta
+// nil: none), else the kind told from the names, the task from output_dim
+// and the reference layout.
+func specFrom(names []string, hp HParams, meta *torch.Dict) (Spec, error) {
+	kind, err := KindOf(names)
+	if err != nil {
+		return Spec{}, err
+	}
+	spec := Spec{Kind: kind, HParams: hp, Preprocessing: features.Options{Layout: features.LayoutReference}}
 	if meta != nil {
-		if err := c.Spec.readMeta(meta); err != nil {
-			return nil, fmt.Errorf("entry %s: %w", metaKey, err)
+		if err := spec.readMeta(meta); err != nil {
+			return Spec{}, fmt.Errorf("entry %s: %w", metaKey, err)
 		}
 	}
-	if c.Spec.Task.Name == "" {
+	if spec.Task.Name == "" {
 		out, err := hp.Int("output_dim")
 		if err != nil {
-			return nil, err
+			return Spec{}, err
 		}
-		c.Spec.Task = TaskForOutputDim(int(out))
+		spec.Task = TaskForOutputDim(int(out))
 	}
-	return c, nil
+	return spec, nil
 }
 
 // readMeta reads our entry: kind, task, layout, mask_ports.

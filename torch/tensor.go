@@ -230,6 +230,43 @@ func FromSlice[T element](s *Scope, data []T, shape []int64, device Device) *Ten
 	return newTensor(h, err, s)
 }
 
+// FromBytes makes a tensor of dtype and shape from its elements' bytes in
+// the machine's byte order (little-endian on every platform libtorch
+// supports), owned by scope s (nil: unscoped).
+func FromBytes(s *Scope, data []byte, dtype DType, shape []int64, device Device) *Tensor {
+	if n := numel(shape) * int64(dtype.size()); int64(len(data)) != n {
+		return failed(fmt.Errorf("from bytes: %d bytes for %s%v (%d bytes)", len(data), dtype, shape, n))
+	}
+	var ptr unsafe.Pointer
+	if len(data) > 0 {
+		ptr = unsafe.Pointer(&data[0])
+	}
+	sp, nd := shapeArg(shape)
+	dev := cString(device.String())
+	defer freeC(dev)
+	var h C.dpt_tensor
+	err := C.dpt_from_data(ptr, sp, nd, C.int(dtype), dev, &h)
+	return newTensor(h, err, s)
+}
+
+// Bytes copies the tensor's elements out as bytes, in its dtype and the
+// machine's byte order, row-major.
+func (t *Tensor) Bytes() ([]byte, error) {
+	if err := t.Err(); err != nil {
+		return nil, err
+	}
+	dtype := t.DType()
+	out := make([]byte, t.Numel()*int64(dtype.size()))
+	var ptr unsafe.Pointer
+	if len(out) > 0 {
+		ptr = unsafe.Pointer(&out[0])
+	}
+	if err := check(C.dpt_copy_out(t.h, ptr, C.int64_t(len(out)), C.int(dtype))); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // Full makes a tensor filled with value (torch.full).
 func Full(s *Scope, shape []int64, value float64, dtype DType, device Device) *Tensor {
 	sp, nd := shapeArg(shape)

@@ -197,3 +197,20 @@ func (t *trainer) resume(path string) error {
 	}
 	return nil
 }
+
+// initFrom loads the weights of the model file at path into m: strictly,
+// every tensor and shape (config init_from).
+func initFrom(m deeppacket.Model, path string) error {
+	c, err := deeppacket.ReadCheckpoint(path)
+	if err != nil {
+		return fmt.Errorf("config init_from: %w", err)
+	}
+	defer c.Close()
+	if c.Spec.Kind != m.Kind() {
+		return fmt.Errorf("config init_from %s: a %s model, the config's is a %s", path, c.Spec.Kind, m.Kind())
+	}
+	if err := m.Store().LoadStateDict(c.StateDict); err != nil {
+		return fmt.Errorf("config init_from %s: %w", path, err)
+	}
+	return nil
+}

@@ -29,6 +29,10 @@ type Config struct {
 	ValidationFrac float64             `mapstructure:"validation_fraction"` // share of the training rows held out for validation; 0: none
 	Checkpoint     CheckpointConfig    `mapstructure:"checkpoint"`
 	Pretrain       PretrainConfig      `mapstructure:"pretrain"` // the SAE's layer-wise pretraining
+	// InitFrom is a model file (a Lightning checkpoint, ours or Lightning
+	// 2.x's, or safetensors) whose weights the model starts from instead of
+	// the seed's; its model must have this config's shapes. Empty: none.
+	InitFrom string `mapstructure:"init_from"`
 }
 
 // DataConfig names the sets: ours (`deeppacket split`) or the reference's

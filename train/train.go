@@ -160,6 +160,11 @@ func Train(ctx context.Context, cfg Config, opts Options) (*Result, error) {
 	if t.model, err = deeppacket.New(spec); err != nil {
 		return nil, err
 	}
+	if cfg.InitFrom != "" && opts.Resume == "" {
+		if err := initFrom(t.model, cfg.InitFrom); err != nil {
+			return nil, err
+		}
+	}
 	if err := toDevice(t.model, device); err != nil {
 		return nil, err
 	}

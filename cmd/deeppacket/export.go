@@ -14,8 +14,8 @@ func init() { register(newExportCmd) }
 
 func newExportCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "export MODEL --format torchscript|lightning -o OUT",
-		Short: "Write a model as TorchScript or as a PyTorch Lightning checkpoint",
+		Use:   "export MODEL --format torchscript|lightning|safetensors -o OUT",
+		Short: "Write a model as TorchScript, a PyTorch Lightning checkpoint or safetensors",
 		Long: `export reads a model checkpoint (ours, or the reference's Lightning .ckpt or
 .model) and writes it for PyTorch users:
 
@@ -27,12 +27,18 @@ func newExportCmd() *cobra.Command {
                underscores (conv1.0.weight is conv1_0_weight).
   lightning    Lightning's checkpoint layout (state_dict, hyper_parameters,
                hparams_name, epoch, global_step, pytorch-lightning_version),
-               which the reference's LightningModule loads strictly.`,
+               which the reference's LightningModule loads strictly and
+               torch.load(weights_only=True) reads.
+  safetensors  the state_dict as safetensors (Hugging Face's format:
+               safetensors.torch.load_file reads it), with the
+               hyperparameters (JSON) and the model's kind, task and
+               preprocessing in its metadata. Every command that reads a
+               model reads it back.`,
 		Args: cobra.ExactArgs(1),
 		RunE: runExport,
 	}
 	f := cmd.Flags()
-	f.String("format", "torchscript", "torchscript or lightning")
+	f.String("format", "torchscript", "torchscript, lightning or safetensors")
 	f.StringP("output", "o", "", "output file (required)")
 	return cmd
 }
@@ -47,8 +53,8 @@ func runExport(cmd *cobra.Command, args []string) error {
 		return errors.New("export: -o OUT is required")
 	}
 	format := v.GetString("format")
-	if format != "torchscript" && format != "lightning" {
-		return fmt.Errorf("export: --format %q: want torchscript or lightning", format)
+	if format != "torchscript" && format != "lightning" && format != "safetensors" {
+		return fmt.Errorf("export: --format %q: want torchscript, lightning or safetensors", format)
 	}
 	c, m, err := deeppacket.ReadModel(args[0])
 	if err != nil {
@@ -56,10 +62,14 @@ func runExport(cmd *cobra.Command, args []string) error {
 	}
 	defer c.Close()
 	defer m.Close()
-	if format == "torchscript" {
+	meta := deeppacket.Meta{Epoch: c.Epoch, GlobalStep: c.GlobalStep}
+	switch format {
+	case "torchscript":
 		err = deeppacket.ExportTorchScript(m, out)
-	} else {
-		err = deeppacket.SaveCheckpoint(out, m, deeppacket.Meta{Epoch: c.Epoch, GlobalStep: c.GlobalStep})
+	case "lightning":
+		err = deeppacket.SaveCheckpoint(out, m, meta)
+	default:
+		err = deeppacket.SaveSafetensors(out, m, meta)
 	}
 	if err != nil {
 		return err

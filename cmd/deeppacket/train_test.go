@@ -20,22 +20,10 @@ func TestTrainSmallISCX(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains for about a minute")
 	}
-	iscx := testenv.Shared(t, "pcaps/iscx")
 	dir := t.TempDir()
-	pre, sets, run := filepath.Join(dir, "pre"), filepath.Join(dir, "sets"), filepath.Join(dir, "run")
-	if out, err := runCLI(t, "preprocess", "--labels", filepath.Join(iscx, "labels.tsv"), "-o", pre, iscx); err != nil {
-		t.Fatalf("preprocess: %v\n%s", err, out)
-	}
-	if out, err := runCLI(t, "split", "--split-by", "flow", "-o", sets, pre); err != nil {
-		t.Fatalf("split: %v\n%s", err, out)
-	}
-	app := filepath.Join(sets, "application_classification")
-	config := filepath.Join(testenv.RepoRoot(t), "configs", "small.yaml")
-	out, err := runCLI(t, "train", "--config", config, "--threads", "2",
-		"--set", "data.train="+filepath.Join(app, "train.parquet"), "--set", "data.test="+filepath.Join(app, "test.parquet"), "-o", run)
-	if err != nil {
-		t.Fatalf("train: %v\n%s", err, out)
-	}
+	app := iscxSets(t, dir)
+	run := filepath.Join(dir, "run")
+	trainSmall(t, app, run)
 	epochs := readJSONLines[train.EpochMetrics](t, filepath.Join(run, train.MetricsJSONL))
 	if len(epochs) < 5 {
 		t.Fatalf("%d epochs in metrics.jsonl, want at least 5", len(epochs))
@@ -87,6 +75,36 @@ func TestTrainSmallISCX(t *testing.T) {
 	table, err := runCLI(t, "evaluate", "--model", filepath.Join(run, train.TorchScriptPT), filepath.Join(app, "test.parquet"))
 	if err != nil || !strings.Contains(table, "macro avg") || !strings.Contains(table, report.Classes[0].Name) {
 		t.Errorf("evaluate table (%v):\n%s", err, table)
+	}
+}
+
+// iscxSets preprocesses the ISCX captures with their labels into dir and
+// splits them by flow; it returns the application task's set folder.
+func iscxSets(t *testing.T, dir string) string {
+	t.Helper()
+	iscx := testenv.Shared(t, "pcaps/iscx")
+	pre, sets := filepath.Join(dir, "pre"), filepath.Join(dir, "sets")
+	if out, err := runCLI(t, "preprocess", "--labels", filepath.Join(iscx, "labels.tsv"), "-o", pre, iscx); err != nil {
+		t.Fatalf("preprocess: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, "split", "--split-by", "flow", "-o", sets, pre); err != nil {
+		t.Fatalf("split: %v\n%s", err, out)
+	}
+	return filepath.Join(sets, "application_classification")
+}
+
+// trainSmall trains configs/small.yaml on the sets in app into run, with
+// more settings (--set key=value) after the test's.
+func trainSmall(t *testing.T, app, run string, settings ...string) {
+	t.Helper()
+	config := filepath.Join(testenv.RepoRoot(t), "configs", "small.yaml")
+	args := []string{"train", "--config", config, "--threads", "2",
+		"--set", "data.train=" + filepath.Join(app, "train.parquet"), "--set", "data.test=" + filepath.Join(app, "test.parquet"), "-o", run}
+	for _, kv := range settings {
+		args = append(args, "--set", kv)
+	}
+	if out, err := runCLI(t, args...); err != nil {
+		t.Fatalf("train: %v\n%s", err, out)
 	}
 }
 
