@@ -1,14 +1,14 @@
 # Shared parts of the scripts/bench-*.sh benchmarks; sourced, not run:
 #   . "$(dirname "$0")/lib.sh"
 # Sets ROOT (the repository), SHARED (../shared beside it unless set), ISCX
-# (the ISCX captures there) and PYTHON (Debian's, which has torch and scapy,
-# unless set).
+# (the ISCX captures there) and PYTHON (unless set: the repository's .venv,
+# with the PyTorch 2.x the shim is built against, else Debian's 1.13).
 # shellcheck shell=bash
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SHARED="${SHARED:-$ROOT/../shared}"
 ISCX="$SHARED/pcaps/iscx"
-PYTHON="${PYTHON:-/usr/bin/python3}"
+PYTHON="${PYTHON:-$(if [ -x "$ROOT/.venv/bin/python" ]; then echo "$ROOT/.venv/bin/python"; else echo /usr/bin/python3; fi)}"
 
 # die MESSAGE: MESSAGE to stderr, named after the benchmark, and exit 1.
 die() {

@@ -151,3 +151,15 @@ class SAE(nn.Module):
 # c1_kernel_size, c1_stride, c2_output_dim, c2_kernel_size, c2_stride,
 # output_dim, signal_length), as the benchmarks build it.
 APP_CNN = (200, 4, 3, 200, 5, 1, 17, 1500)
+
+
+def compiled(model):
+    """(torch.compile(model), "") for the benchmarks' second PyTorch line, or
+    (None, why) where it does not run (PyTorch 1.x). Compilation itself
+    happens at the first call: the callers time it separately."""
+    if not hasattr(torch, "compile"):
+        return None, "torch.compile needs PyTorch 2 (this is %s)" % torch.__version__
+    try:
+        return torch.compile(model), ""
+    except Exception as e:  # noqa: BLE001 - reported, not hidden
+        return None, "%s: %s" % (type(e).__name__, str(e).splitlines()[0][:200])

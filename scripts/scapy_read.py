@@ -17,11 +17,11 @@ import sys
 
 from scapy.all import load_layer
 from scapy.layers.dns import DNS
-from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet import IP, TCP, UDP, in4_chksum
 from scapy.layers.l2 import Ether
 from scapy.layers.rtp import RTP
 from scapy.packet import Padding
-from scapy.utils import PcapReader
+from scapy.utils import PcapReader, checksum
 
 load_layer("tls")
 from scapy.layers.tls.handshake import TLSClientHello, TLSServerHello  # noqa: E402
@@ -40,17 +40,23 @@ def should_omit_packet(packet):
 
 
 def checksums_ok(ip):
-    fresh = IP(bytes(ip))
-    del fresh.chksum
-    for layer in (TCP, UDP):
-        if layer in fresh:
-            del fresh[layer].chksum
-    fresh = IP(bytes(fresh))
-    if fresh.chksum != ip.chksum:
+    """None when the IPv4 header's and the TCP or UDP checksum right after it
+    are right, else the name of the first wrong one. Computed over the
+    bytes as captured, with scapy's checksum functions: rebuilding the
+    packet instead would re-encode its upper layers (TLS), which scapy 2.6
+    and later do differently from the bytes on the wire."""
+    data = bytes(ip.original)[:ip.len]
+    header = ip.ihl * 4
+    if checksum(data[:10] + b"\0\0" + data[12:header]) != ip.chksum:
         return "ip"
-    for layer in (TCP, UDP):
-        if layer in ip and fresh[layer].chksum != ip[layer].chksum:
-            return layer.__name__.lower()
+    for layer, proto, at in ((TCP, 6, 16), (UDP, 17, 6)):
+        if isinstance(ip.payload, layer):
+            segment = data[header:]
+            want = in4_chksum(proto, ip, segment[:at] + b"\0\0" + segment[at + 2:])
+            if proto == 17 and want == 0:
+                want = 0xFFFF
+            if want != ip.payload.chksum:
+                return layer.__name__.lower()
     return None
 
 

@@ -48,6 +48,9 @@ func TestParityCNNInitAndAdam(t *testing.T) {
 			if len(vars) != 12 {
 				t.Fatalf("%d variables, want 12 as the reference's state_dict", len(vars))
 			}
+			if err := m.Store().To(torch.DeviceForTests(t)); err != nil {
+				t.Fatal(err)
+			}
 			config := torch.DefaultAdam()
 			config.Fused = fused
 			opt := torch.NewAdam(m.Store().Parameters(), config)
@@ -104,7 +107,8 @@ func trainBatch() ([]float32, []int64) {
 }
 
 // benchModel builds the application CNN and its Adam (fused unless
-// DEEPPACKET_ADAM_FUSED=0) on DEEPPACKET_THREADS threads.
+// DEEPPACKET_ADAM_FUSED=0) on DEEPPACKET_THREADS threads, on the test
+// device (DEEPPACKET_TEST_DEVICE, the CPU by default).
 func benchModel(b *testing.B) (deeppacket.Model, *torch.Adam) {
 	if n, err := strconv.Atoi(os.Getenv("DEEPPACKET_THREADS")); err == nil && n > 0 {
 		torch.SetNumThreads(n)
@@ -113,6 +117,9 @@ func benchModel(b *testing.B) (deeppacket.Model, *torch.Adam) {
 		b.Fatal(err)
 	}
 	m := newCNN(b, appCNN)
+	if err := m.Store().To(torch.DeviceForTests(b)); err != nil {
+		b.Fatal(err)
+	}
 	config := torch.DefaultAdam()
 	config.Fused = os.Getenv("DEEPPACKET_ADAM_FUSED") != "0"
 	return m, torch.NewAdam(m.Store().Parameters(), config)
@@ -124,8 +131,9 @@ func trainStep(b *testing.B, m deeppacket.Model, opt *torch.Adam, x []float32, y
 	if err := opt.ZeroGrad(); err != nil {
 		b.Fatal(err)
 	}
-	logits := m.Forward(torch.FromSlice(s, x, []int64{16, 1, 1500}, torch.CPU))
-	if err := logits.CrossEntropy(torch.FromSlice(s, y, []int64{16}, torch.CPU)).Backward(); err != nil {
+	device := m.Store().Device()
+	logits := m.Forward(torch.FromSlice(s, x, []int64{16, 1, 1500}, device))
+	if err := logits.CrossEntropy(torch.FromSlice(s, y, []int64{16}, device)).Backward(); err != nil {
 		b.Fatal(err)
 	}
 	if err := opt.Step(); err != nil {
@@ -146,6 +154,10 @@ func BenchmarkTrainStep(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		trainStep(b, m, opt, x, y, step)
+	}
+	// A value read back waits for the device's queued work (CUDA).
+	if _, err := opt.Params[0].Sum(false).Item(); err != nil {
+		b.Fatal(err)
 	}
 	b.ReportMetric(float64(16*b.N)/b.Elapsed().Seconds(), "samples/s")
 }

@@ -1,6 +1,9 @@
 package torch
 
-import "testing"
+import (
+	"os"
+	"testing"
+)
 
 // For the external tests (package torch_test), which train the reference's
 // models from package deeppacket on the binding.
@@ -22,3 +25,22 @@ var SmallCNN = smallCNN
 
 // ParityTol is the parity tests' tolerance.
 const ParityTol = parityTol
+
+// testDevice is where the tests compute: DEEPPACKET_TEST_DEVICE (cpu by
+// default; scripts/gpu-check.sh sets cuda), refused with ParseDevice's
+// reason when libtorch cannot use it.
+func testDevice(t testing.TB) Device {
+	t.Helper()
+	name := os.Getenv("DEEPPACKET_TEST_DEVICE")
+	if name == "" {
+		return CPU
+	}
+	d, err := ParseDevice(name)
+	if err != nil {
+		t.Fatalf("DEEPPACKET_TEST_DEVICE: %v", err)
+	}
+	return d
+}
+
+// DeviceForTests is testDevice for the external tests.
+func DeviceForTests(t testing.TB) Device { return testDevice(t) }

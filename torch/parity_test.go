@@ -134,13 +134,22 @@ func pytorch(t *testing.T) *parityRun {
 		// Both sides run libtorch's kernels with the same number of threads:
 		// a reduction split over N threads sums in another order than over 1,
 		// and float32 results then differ in their last bits.
+		// On a GPU (DEEPPACKET_TEST_DEVICE=cuda, scripts/gpu-check.sh) both
+		// sides compute there.
+		device := testDevice(t)
 		cmd := exec.Command(python, "testdata/parity.py", filepath.Join(parity.dir, "in.pt"), filepath.Join(parity.dir, "out.pt"),
-			strconv.Itoa(NumThreads()))
+			strconv.Itoa(NumThreads()), device.String())
 		if out, err := cmd.CombinedOutput(); err != nil {
 			parity.err = fmt.Errorf("parity.py: %v\n%s", err, out)
 			return
 		}
 		parity.out, parity.err = LoadTensors(filepath.Join(parity.dir, "out.pt"))
+		for k, v := range parity.in {
+			if parity.err == nil && device.CUDA {
+				parity.in[k] = v.To(device)
+				parity.err = parity.in[k].Err()
+			}
+		}
 	})
 	if parity.err != nil {
 		t.Fatal(parity.err)
@@ -369,14 +378,14 @@ func TestParityTorchScript(t *testing.T) {
 	p := pytorch(t)
 	x := p.in["script/x"]
 	// Ours, run by Python's torch.jit.load, against ours run here.
-	ours, err := LoadScriptModule(filepath.Join(p.dir, "go_script.pt"), CPU)
+	ours, err := LoadScriptModule(filepath.Join(p.dir, "go_script.pt"), testDevice(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ours.Close()
 	assertClose(t, p.out, "script/y", ours.Forward(x), parityTol)
 	// One that Python scripted, run here.
-	theirs, err := LoadScriptModule(filepath.Join(p.dir, "py_script.pt"), CPU)
+	theirs, err := LoadScriptModule(filepath.Join(p.dir, "py_script.pt"), testDevice(t))
 	if err != nil {
 		t.Fatal(err)
 	}

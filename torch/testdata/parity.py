@@ -1,6 +1,6 @@
 """Reference results for the Go binding's parity tests, computed by PyTorch.
 
-Usage: parity.py IN.pt OUT.pt THREADS. IN.pt is a dict of tensors written by the Go
+Usage: parity.py IN.pt OUT.pt THREADS [DEVICE]. IN.pt is a dict of tensors written by the Go
 test (torch.save format); every key is "<case>/<name>". This script computes
 each case with PyTorch and writes "<case>/<result>" tensors to OUT.pt. The Go
 test computes the same cases through the binding and compares.
@@ -20,7 +20,8 @@ from reference_models import CNN  # noqa: E402
 torch.set_num_threads(int(sys.argv[3]))
 # weights_only: the Go side's files must load the safe way (PyTorch 2.6's
 # default); 1.13 has the option too.
-inp = torch.load(sys.argv[1], weights_only=True)
+device = sys.argv[4] if len(sys.argv) > 4 else "cpu"
+inp = {k: v.to(device) for k, v in torch.load(sys.argv[1], weights_only=True).items()}
 out = {}
 
 
@@ -30,7 +31,7 @@ def get(case, name):
 
 def put(case, **tensors):
     for name, t in tensors.items():
-        out[case + "/" + name] = t.detach().clone()
+        out[case + "/" + name] = t.detach().cpu().clone()
 
 
 def grads(case, result, *leaves):
@@ -71,7 +72,7 @@ gx, gw, gb = grads(case, y, x, w, b)
 put(case, y=y, gx=gx, gw=gw, gb=gb)
 
 case = "batch_norm"
-bn = nn.BatchNorm1d(4)
+bn = nn.BatchNorm1d(4).to(device)
 x = leaf(case, "x")
 y = bn(x)
 gx, gw, gb = grads(case, y, x, bn.weight, bn.bias)
@@ -110,6 +111,7 @@ torch.manual_seed(int(get(case, "seed").item()))
 model = CNN(*h)
 for name, t in model.state_dict().items():
     out[case + "/init/" + name] = t.clone()
+model.to(device)
 x, y = get(case, "x"), get(case, "y")
 for optimizer, tag in [(torch.optim.Adam(model.parameters()), "adam")]:
     losses = []
@@ -121,10 +123,10 @@ for optimizer, tag in [(torch.optim.Adam(model.parameters()), "adam")]:
         losses.append(loss.item())
     out[case + "/" + tag + "/losses"] = torch.tensor(losses, dtype=torch.float64)
     for name, t in model.state_dict().items():
-        out[case + "/" + tag + "/" + name] = t.clone()
+        out[case + "/" + tag + "/" + name] = t.cpu().clone()
     st = optimizer.state_dict()["state"][0]
-    out[case + "/" + tag + "/state0/step"] = st["step"].clone()
-    out[case + "/" + tag + "/state0/exp_avg_sq"] = st["exp_avg_sq"].clone()
+    out[case + "/" + tag + "/state0/step"] = st["step"].cpu().clone()
+    out[case + "/" + tag + "/state0/exp_avg_sq"] = st["exp_avg_sq"].cpu().clone()
 
 case = "sgd"
 w = leaf(case, "w")
@@ -137,9 +139,9 @@ put(case, w=w)
 
 case = "script"
 folder = os.path.dirname(sys.argv[1])
-module = torch.jit.load(os.path.join(folder, "go_script.pt"))
+module = torch.jit.load(os.path.join(folder, "go_script.pt"), map_location=device)
 put(case, y=module(get(case, "x")))
-py_module = torch.jit.script(nn.Sequential(nn.Linear(5, 3), nn.ReLU()))
+py_module = torch.jit.script(nn.Sequential(nn.Linear(5, 3), nn.ReLU()).to(device))
 py_module.save(os.path.join(folder, "py_script.pt"))
 put(case, py_y=py_module(get(case, "x")))
 
