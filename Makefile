@@ -40,7 +40,7 @@ TORCH_LIBS    := -Wl,--no-as-needed -ltorch -ltorch_cpu -lc10 \
 CXXSTD        := c++20
 endif
 
-CXXFLAGS ?= -O2
+CXXFLAGS ?= -O3
 SHIM_FLAGS := -std=$(CXXSTD) -ffp-contract=off -fPIC -shared -Wall -Wno-unused-parameter $(TORCH_CFLAGS)
 
 .PHONY: FORCE all build shim test test-torch113 test-short vet fmt bench bench-train bench-train-epoch bench-preprocess bench-split bench-predict demo clean

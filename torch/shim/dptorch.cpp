@@ -439,7 +439,7 @@ namespace {
 // madd is a * b + c as ATen's vectorised kernels compute it: one fused
 // multiply-add where its kernels for the CPU have FMA (the AVX2 and AVX-512
 // builds), two roundings in its baseline build.
-inline float madd(float a, float b, float c, bool fma) { return fma ? std::fma(a, b, c) : a * b + c; }
+__attribute__((always_inline)) inline float madd(float a, float b, float c, bool fma) { return fma ? std::fma(a, b, c) : a * b + c; }
 
 // aten_uses_fma tells which of ATen's kernel builds runs: it picks AVX2 or
 // better when the CPU has AVX2 and FMA, unless ATEN_CPU_CAPABILITY=default.
@@ -452,7 +452,7 @@ bool aten_uses_fma() {
   return fma;
 }
 
-inline float first_moment(float m, float g, float beta1, float w, bool fma) {
+__attribute__((always_inline)) inline float first_moment(float m, float g, float beta1, float w, bool fma) {
 #if TORCH_VERSION_MAJOR >= 2
   return w < 0.5f ? madd(w, g - m, m, fma) : madd(w - 1.0f, g - m, g, fma);
 #else
@@ -460,35 +460,57 @@ inline float first_moment(float m, float g, float beta1, float w, bool fma) {
 #endif
 }
 
-// The fused Adam step makes two passes over a float32 parameter where the
-// unfused step makes seven: adam_moments updates exp_avg and exp_avg_sq,
+// The fused Adam step makes three passes over a float32 parameter where the
+// unfused step makes eight: adam_moments updates exp_avg and exp_avg_sq,
 // ATen's own sqrt (PyTorch 2's vectorised sqrt is not IEEE-exact, so ours
 // would differ) makes sqrt(exp_avg_sq), and adam_update moves the parameter.
 // Each float operation rounds as ATen's vectorised kernels do, in their order
 // (the shim is built with -ffp-contract=off, so a fused multiply-add appears
 // only where ATen's kernels have one), so results agree with PyTorch's to the
-// last bit on the machines we test. Built for Haswell's AVX2 and FMA and for
-// the baseline, chosen at load time.
-__attribute__((target_clones("arch=haswell", "default"))) void adam_moments(const float *p, const float *g, float *m,
-                                                                            float *v, int64_t begin, int64_t end,
-                                                                            float beta1, float one_minus_beta1,
-                                                                            float beta2, float one_minus_beta2,
-                                                                            float weight_decay, bool fma) {
+// last bit on the machines we test. The loops are compiled twice, for AVX2
+// with FMA and for the baseline, and chosen at run time (adam_fma).
+struct adam_args {
+  float beta1, one_minus_beta1, beta2, one_minus_beta2, weight_decay, bias_correction2_sqrt, eps, neg_step_size;
+  bool fma;  // ATen's kernels fuse multiply-adds (aten_uses_fma)
+};
+
+__attribute__((always_inline)) inline void adam_moments_body(const float *p, const float *g, float *m, float *v,
+                                                             int64_t begin, int64_t end, const adam_args &a) {
   for (int64_t i = begin; i < end; i++) {
-    float grad = weight_decay != 0 ? madd(p[i], weight_decay, g[i], fma) : g[i];
-    m[i] = first_moment(m[i], grad, beta1, one_minus_beta1, fma);
-    v[i] = madd(one_minus_beta2 * grad, grad, v[i] * beta2, fma);
+    float grad = a.weight_decay != 0 ? madd(p[i], a.weight_decay, g[i], a.fma) : g[i];
+    m[i] = first_moment(m[i], grad, a.beta1, a.one_minus_beta1, a.fma);
+    v[i] = madd(a.one_minus_beta2 * grad, grad, v[i] * a.beta2, a.fma);
   }
 }
 
-__attribute__((target_clones("arch=haswell", "default"))) void adam_update(float *p, const float *m, const float *sqrt_v,
-                                                                           int64_t begin, int64_t end,
-                                                                           float bias_correction2_sqrt, float eps,
-                                                                           float neg_step_size) {
+__attribute__((always_inline)) inline void adam_update_body(float *p, const float *m, const float *sqrt_v, int64_t begin,
+                                                            int64_t end, const adam_args &a) {
   for (int64_t i = begin; i < end; i++) {
-    float denom = sqrt_v[i] / bias_correction2_sqrt + eps;
-    p[i] = p[i] + neg_step_size * m[i] / denom;
+    float denom = sqrt_v[i] / a.bias_correction2_sqrt + a.eps;
+    p[i] = p[i] + a.neg_step_size * m[i] / denom;
   }
+}
+
+__attribute__((target("avx2,fma"))) void adam_moments_avx2(const float *p, const float *g, float *m, float *v,
+                                                           int64_t begin, int64_t end, const adam_args &a) {
+  adam_moments_body(p, g, m, v, begin, end, a);
+}
+void adam_moments_base(const float *p, const float *g, float *m, float *v, int64_t begin, int64_t end,
+                       const adam_args &a) {
+  adam_moments_body(p, g, m, v, begin, end, a);
+}
+__attribute__((target("avx2,fma"))) void adam_update_avx2(float *p, const float *m, const float *sqrt_v, int64_t begin,
+                                                          int64_t end, const adam_args &a) {
+  adam_update_body(p, m, sqrt_v, begin, end, a);
+}
+void adam_update_base(float *p, const float *m, const float *sqrt_v, int64_t begin, int64_t end, const adam_args &a) {
+  adam_update_body(p, m, sqrt_v, begin, end, a);
+}
+
+// cpu_has_fma: the CPU runs the AVX2+FMA build of the loops.
+bool cpu_has_fma() {
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return has;
 }
 
 bool fusable(const at::Tensor &param, const at::Tensor &grad, const at::Tensor &m, const at::Tensor &v) {
@@ -525,18 +547,27 @@ dpt_error dpt_adam_step(const dpt_tensor *params, dpt_tensor *exp_avg, dpt_tenso
       double bias_correction2 = 1 - std::pow(beta2, steps[i]);
       double step_size = lr / bias_correction1;
       if (fused && fusable(param, g, m, v)) {
-        bool fma = aten_uses_fma();
+        adam_args args{static_cast<float>(beta1), static_cast<float>(1 - beta1), static_cast<float>(beta2),
+                       static_cast<float>(1 - beta2), static_cast<float>(weight_decay),
+                       static_cast<float>(std::sqrt(bias_correction2)), static_cast<float>(eps),
+                       static_cast<float>(-step_size), aten_uses_fma()};
         float *pp = param.data_ptr<float>();
         const float *gp = g.data_ptr<float>();
         float *mp = m.data_ptr<float>();
         float *vp = v.data_ptr<float>();
+        bool avx2 = cpu_has_fma();
         at::parallel_for(0, param.numel(), 16384, [&](int64_t begin, int64_t end) {
-          adam_moments(pp, gp, mp, vp, begin, end, beta1, 1 - beta1, beta2, 1 - beta2, weight_decay, fma);
+          (avx2 ? adam_moments_avx2 : adam_moments_base)(pp, gp, mp, vp, begin, end, args);
         });
-        auto sqrt_v = v.sqrt();
+        // sqrt into a buffer kept between steps: a fresh one each step would
+        // cost the kernel a page fault per 4 kB of every large parameter.
+        thread_local at::Tensor scratch;
+        if (!scratch.defined() || scratch.numel() < v.numel()) scratch = at::empty({v.numel()}, v.options());
+        auto sqrt_v = scratch.narrow(0, 0, v.numel()).view(v.sizes());
+        at::sqrt_out(sqrt_v, v);
         const float *sp = sqrt_v.data_ptr<float>();
         at::parallel_for(0, param.numel(), 16384, [&](int64_t begin, int64_t end) {
-          adam_update(pp, mp, sp, begin, end, std::sqrt(bias_correction2), eps, -step_size);
+          (avx2 ? adam_update_avx2 : adam_update_base)(pp, mp, sp, begin, end, args);
         });
         continue;
       }
