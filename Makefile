@@ -43,7 +43,7 @@ endif
 CXXFLAGS ?= -O3
 SHIM_FLAGS := -std=$(CXXSTD) -ffp-contract=off -fPIC -shared -Wall -Wno-unused-parameter $(TORCH_CFLAGS)
 
-.PHONY: FORCE all build shim test test-torch113 test-short vet fmt bench bench-train bench-train-epoch bench-preprocess bench-split bench-predict demo clean
+.PHONY: FORCE all build shim test test-torch113 test-cpu-variants test-short vet fmt bench bench-train bench-train-epoch bench-preprocess bench-split bench-predict demo clean
 
 all: build
 
@@ -79,6 +79,16 @@ TORCH113_PKGS ?= ./torch/... ./deeppacket/...
 test-torch113:
 	$(MAKE) --no-print-directory shim SHIM=$(TORCH113_SHIM) LIBTORCH=system
 	DEEPPACKET_SHIM=$(CURDIR)/$(TORCH113_SHIM) DEEPPACKET_PYTHON=/usr/bin/python3 $(GO) test -count=1 -timeout 20m $(TORCH113_PKGS) ./ckpt/...
+
+# The parity tests as on other CPUs and thread counts: libtorch's baseline and
+# AVX2 kernels (ATEN_CPU_CAPABILITY; this machine's own, AVX-512 here, in
+# make test) on 1 and 2 threads, both sides alike.
+test-cpu-variants: $(SHIM)
+	@for cap in default avx2; do for n in 1 2; do \
+		echo "== ATEN_CPU_CAPABILITY=$$cap OMP_NUM_THREADS=$$n"; \
+		ATEN_CPU_CAPABILITY=$$cap OMP_NUM_THREADS=$$n DEEPPACKET_PYTHON=$(PYTHON) \
+			$(GO) test -count=1 -run 'Parity|Adam' ./torch/ ./deeppacket/ || exit 1; \
+	done; done
 
 test-short: $(SHIM)
 	$(GO) test -short ./...

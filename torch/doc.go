@@ -38,10 +38,10 @@
 //   - Tensors that outlive a step (parameters, optimiser state) have no scope
 //     and are freed by their owner's Close (Store.Close, Adam.Close) or by
 //     Tensor.Free. Scope.Keep takes a tensor out of its scope.
-//   - Programs that train should run with one glibc heap (MALLOC_ARENA_MAX=1;
-//     deeppacket and this package's tests set it through internal/mallocenv),
-//     so that freed activations are reused instead of fragmenting a heap per
-//     thread.
+//   - The package sets glibc's allocator as the program starts (load.c: one
+//     heap, no trimming, the largest mmap threshold), so that freed
+//     activations are reused instead of fragmenting a heap per thread or
+//     going back to the kernel; glibc's MALLOC_* variables, where set, win.
 //   - A finalizer on unscoped tensors is only a safety net for a forgotten
 //     Free; correct code never depends on it.
 //

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/deeppacket/deeppacket/internal/mallocenv"
 	"github.com/deeppacket/deeppacket/internal/testenv"
 )
 
@@ -87,7 +86,6 @@ func parityInputs() map[string]*Tensor {
 }
 
 func TestMain(m *testing.M) {
-	mallocenv.Ensure()
 	code := m.Run()
 	if parity.dir != "" {
 		os.RemoveAll(parity.dir)

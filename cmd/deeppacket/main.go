@@ -5,12 +5,9 @@ package main
 import (
 	"fmt"
 	"os"
-
-	"github.com/deeppacket/deeppacket/internal/mallocenv"
 )
 
 func main() {
-	mallocenv.Ensure()
 	if err := newRootCmd().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "deeppacket:", err)
 		os.Exit(1)

@@ -1,0 +1,29 @@
+package torch
+
+import (
+	"strings"
+	"testing"
+)
+
+// On a machine without a GPU, auto is the CPU and an explicit CUDA device is
+// refused at once, saying why (no CUDA in libtorch, or no GPU seen).
+func TestParseDeviceWithoutGPU(t *testing.T) {
+	if err := Load(); err != nil {
+		t.Fatal(err)
+	}
+	if CUDADeviceCount() > 0 {
+		t.Skipf("this machine has %d GPU(s): scripts/gpu-check.sh covers it", CUDADeviceCount())
+	}
+	if d, err := ParseDevice("auto"); err != nil || d != CPU {
+		t.Errorf("auto: %v, %v; want the CPU", d, err)
+	}
+	want := "built without CUDA"
+	if CUDAVersion() != "" {
+		want = "has CUDA " + CUDAVersion() + " but sees no GPU"
+	}
+	for _, name := range []string{"cuda", "cuda:1"} {
+		if _, err := ParseDevice(name); err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), Version()) {
+			t.Errorf("%s: error %v, want one naming libtorch %s and saying %q", name, err, Version(), want)
+		}
+	}
+}
