@@ -115,7 +115,7 @@ func NewReader(r io.Reader) (*Reader, error) {
 		if err != nil {
 			return nil, fmt.Errorf("gzip: %w", err)
 		}
-		gz.Multistream(false)
+		// Every member, as gzip -d reads a concatenation of members.
 		src = gz
 		rd.Compressed = true
 	}

@@ -169,7 +169,7 @@ func CreateSet(dir string, format Format, signalLength int, opts SetWriterOption
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return nil, fmt.Errorf("create %s: %w", dir, err)
 	}
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".tmp-*")
+	tmp, err := atomicfile.MkdirTemp(parent, "."+filepath.Base(dir)+".tmp-*")
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", dir, err)
 	}

@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
 )
 
 // File is an output being written. Call Commit when every byte is written,
@@ -72,7 +75,7 @@ func (f *File) Commit() error {
 		os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", f.path, err)
 	}
-	if err := os.Chmod(tmp, 0o644); err != nil {
+	if err := os.Chmod(tmp, 0o666&^Umask()); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", f.path, err)
 	}
@@ -92,6 +95,48 @@ func (f *File) Abort() {
 	f.File.Close()
 	os.Remove(f.File.Name())
 }
+
+// MkdirTemp creates a new folder in parent, named from pattern as
+// os.MkdirTemp names it, with the permissions a new folder gets from the
+// umask (os.MkdirTemp's are 0700, which keeps the group out of an output
+// once it is renamed into place).
+func MkdirTemp(parent, pattern string) (string, error) {
+	dir, err := os.MkdirTemp(parent, pattern)
+	if err != nil {
+		return "", err
+	}
+	if err := os.Chmod(dir, 0o777&^Umask()); err != nil {
+		os.Remove(dir)
+		return "", err
+	}
+	return dir, nil
+}
+
+// Umask is the process's file mode creation mask, read from
+// /proc/self/status (reading it with umask(2) would change it for a moment
+// under the other threads); 022 where that cannot be read.
+func Umask() os.FileMode {
+	umaskOnce.Do(func() {
+		umask = 0o022
+		data, err := os.ReadFile("/proc/self/status")
+		if err != nil {
+			return
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+				if n, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32); err == nil {
+					umask = os.FileMode(n)
+				}
+			}
+		}
+	})
+	return umask
+}
+
+var (
+	umaskOnce sync.Once
+	umask     os.FileMode
+)
 
 // WriteFile writes data to path atomically.
 func WriteFile(path string, data []byte) error {

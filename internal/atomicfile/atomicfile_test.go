@@ -84,3 +84,29 @@ func TestWriteback(t *testing.T) {
 		t.Error("content differs from what was written")
 	}
 }
+
+// Outputs get the permissions the umask gives new files and folders, as
+// other tools' outputs do: readable by the group under umask 022, not 0600
+// or 0700 as temporary names are made.
+func TestPermissionsFollowUmask(t *testing.T) {
+	dir := t.TempDir()
+	if err := WriteFile(filepath.Join(dir, "f"), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := MkdirTemp(dir, "set-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]os.FileMode{filepath.Join(dir, "f"): 0o666 &^ Umask(), sub: 0o777 &^ Umask()} {
+		info, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := info.Mode().Perm(); got != want {
+			t.Errorf("%s: mode %o, want %o (umask %03o)", path, got, want, Umask())
+		}
+	}
+	if Umask() != 0o022 {
+		t.Logf("umask is %03o", Umask())
+	}
+}
