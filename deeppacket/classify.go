@@ -3,6 +3,8 @@ package deeppacket
 import (
 	"fmt"
 
+	"github.com/deeppacket/deeppacket/data/features"
+
 	"github.com/deeppacket/deeppacket/torch"
 )
 
@@ -42,23 +44,99 @@ func (b *Batch) Len() int { return b.n }
 // Reset empties the batch, keeping its buffer.
 func (b *Batch) Reset() { b.n, b.data = 0, b.data[:0] }
 
-// Probabilities runs m on the batch in eval mode without autograd, on m's
+// Classifier is what classifying packets needs of a model: a checkpoint's
+// Model (AsClassifier) or a TorchScript module its user chose to run
+// (LoadScriptClassifier).
+type Classifier interface {
+	Forward(x *torch.Tensor) *torch.Tensor
+	Device() torch.Device
+	Task() Task
+	Preprocessing() features.Options
+	OutputDim() int
+	// Training reports whether dropout and batch norm are in training mode.
+	Training() bool
+}
+
+// AsClassifier is m as a Classifier.
+func AsClassifier(m Model) Classifier { return modelClassifier{m} }
+
+type modelClassifier struct{ Model }
+
+func (m modelClassifier) Device() torch.Device { return m.Store().Device() }
+func (m modelClassifier) Training() bool       { return m.Store().Training() }
+
+// ScriptClassifier is a TorchScript module taking [batch, 1, signal_length]
+// bytes/255 and giving logits, as `deeppacket export --format torchscript`
+// and `train` (model.pt) write it. TorchScript is code: load one only from a
+// source you trust.
+type ScriptClassifier struct {
+	module *torch.ScriptModule
+	device torch.Device
+	task   Task
+	prep   features.Options
+	out    int
+}
+
+// LoadScriptClassifier loads the TorchScript module at path onto device,
+// in eval mode. Its inputs are taken to be signalLength bytes in the
+// reference layout; task names its classes ("" tells them from its output
+// size, which one forward pass of zeros measures).
+func LoadScriptClassifier(path string, device torch.Device, task string, signalLength int) (*ScriptClassifier, error) {
+	m, err := torch.LoadScriptModule(path, device)
+	if err != nil {
+		return nil, err
+	}
+	c := &ScriptClassifier{module: m, device: device, prep: features.Options{Layout: features.LayoutReference, SignalLength: signalLength}}
+	err = torch.NoGrad(func() error {
+		s := torch.NewScope()
+		defer s.Close()
+		shape := m.Forward(torch.Zeros(s, []int64{1, 1, int64(signalLength)}, torch.Float32, device)).Shape()
+		if len(shape) != 2 || shape[0] != 1 {
+			return fmt.Errorf("its output for one packet has shape %v, want [1, classes]", shape)
+		}
+		c.out = int(shape[1])
+		return nil
+	})
+	if err == nil {
+		c.task = TaskForOutputDim(c.out)
+		if task != "" {
+			c.task, err = ParseTask(task)
+		}
+	}
+	if err != nil {
+		m.Close()
+		return nil, fmt.Errorf("load %s: %w", path, err)
+	}
+	return c, nil
+}
+
+func (c *ScriptClassifier) Forward(x *torch.Tensor) *torch.Tensor { return c.module.Forward(x) }
+func (c *ScriptClassifier) Device() torch.Device                  { return c.device }
+func (c *ScriptClassifier) Task() Task                            { return c.task }
+func (c *ScriptClassifier) Preprocessing() features.Options       { return c.prep }
+func (c *ScriptClassifier) OutputDim() int                        { return c.out }
+func (c *ScriptClassifier) Training() bool                        { return false }
+
+// Close frees the module.
+func (c *ScriptClassifier) Close() { c.module.Close() }
+
+// Probabilities runs c on the batch in eval mode without autograd, on c's
 // device, and returns the softmax of its logits: Len()×OutputDim values,
 // row-major. Every intermediate tensor is freed before it returns.
-func Probabilities(m Model, b *Batch) ([]float32, error) {
+func Probabilities(c Classifier, b *Batch) ([]float32, error) {
 	if b.n == 0 {
 		return nil, nil
 	}
-	if m.Store().Training() {
+	if c.Training() {
 		return nil, fmt.Errorf("classify: the model is in training mode (call Store().Eval())")
 	}
 	var out []float32
 	err := torch.NoGrad(func() error {
 		s := torch.NewScope()
 		defer s.Close()
-		x := torch.FromSlice(s, b.data, []int64{int64(b.n), 1, int64(b.signal)}, m.Store().Device())
+		x := torch.FromSlice(s, b.data, []int64{int64(b.n), 1, int64(b.signal)}, c.Device())
 		var err error
-		out, err = m.Forward(x).Softmax(1).Float32s()
+		out, err = c.Forward(x).Softmax(1).Float32s()
 		return err
 	})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"math/big"
+	"os"
 	"strings"
 
 	"github.com/nlpodyssey/gopickle/pickle"
@@ -201,10 +202,24 @@ type archive struct {
 	storages map[string][]byte
 }
 
+// ErrTorchScript marks a file that is a TorchScript module, not a
+// checkpoint: its code would run, so reading it is the caller's explicit
+// choice (torch.LoadScriptModule), never a checkpoint reader's.
+var ErrTorchScript = errors.New("a TorchScript module (code, which runs when loaded), not a checkpoint")
+
 func openArchive(path string) (*archive, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
 	zr, err := zip.OpenReader(path)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: not a complete PyTorch zip checkpoint (truncated or damaged?): %w", path, err)
+	}
+	for _, f := range zr.File {
+		if strings.Count(f.Name, "/") >= 2 && strings.Contains(f.Name, "/code/") {
+			zr.Close()
+			return nil, fmt.Errorf("read %s: %w", path, ErrTorchScript)
+		}
 	}
 	a := &archive{path: path, zr: zr, storages: map[string][]byte{}}
 	for _, f := range zr.File {

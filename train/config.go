@@ -180,6 +180,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BatchSize < 1 {
 		bad("batch_size %d: want at least 1", c.BatchSize)
+	} else if c.Model.SignalLength > 0 && int64(c.BatchSize)*c.Model.SignalLength*4 > maxBatchBytes {
+		bad("batch_size %d: one batch of %d-value inputs would take %d MB before any activation; want at most %d",
+			c.BatchSize, c.Model.SignalLength, int64(c.BatchSize)*c.Model.SignalLength*4>>20, maxBatchBytes/(c.Model.SignalLength*4))
 	}
 	if c.Model.OutputDim < 2 {
 		bad("model.output_dim %d: want at least 2 classes", c.Model.OutputDim)
@@ -202,11 +205,40 @@ func (c *Config) Validate() error {
 	if c.Threads < 0 {
 		bad("threads %d: want 0 (libtorch's default) or more", c.Threads)
 	}
+	for _, b := range []struct {
+		key string
+		v   float64
+	}{{"optimizer.beta1", c.Optimizer.Beta1}, {"optimizer.beta2", c.Optimizer.Beta2}} {
+		if !(b.v >= 0 && b.v < 1) {
+			bad("%s %g: want a number in [0, 1)", b.key, b.v)
+		}
+	}
+	for _, n := range []struct {
+		key string
+		v   float64
+	}{{"optimizer.eps", c.Optimizer.Eps}, {"optimizer.weight_decay", c.Optimizer.WeightDecay}, {"optimizer.momentum", c.Optimizer.Momentum},
+		{"early_stopping.min_delta", c.EarlyStopping.MinDelta}} {
+		if !(n.v >= 0) || math.IsInf(n.v, 0) {
+			bad("%s %g: want 0 or a positive number", n.key, n.v)
+		}
+	}
+	for _, n := range []struct {
+		key string
+		v   int
+	}{{"loader.read_ahead", c.Loader.ReadAhead}, {"loader.workers", c.Loader.Workers}, {"loader.shuffle_window", c.Loader.ShuffleWindow}} {
+		if n.v < 0 {
+			bad("%s %d: want 0 (the default) or more", n.key, n.v)
+		}
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("config: %s", strings.Join(errs, "; "))
 	}
 	return nil
 }
+
+// maxBatchBytes bounds one batch's input tensor (float32): 256 MB, which
+// its activations multiply many times over.
+const maxBatchBytes = 256 << 20
 
 // monitor is the quantity that decides the best checkpoint.
 func (c *Config) monitor() string {

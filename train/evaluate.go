@@ -5,12 +5,12 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/deeppacket/deeppacket/data/loader"
@@ -396,13 +396,17 @@ func (r *Report) WriteTable(out io.Writer) error {
 type EvalOptions struct {
 	Device       torch.Device
 	BatchSize    int    // [1024]
-	Task         string // names the classes of a TorchScript model; "" infers them from its output size
+	Task         string // names the classes of a TorchScript model ("" infers them from its output size); a checkpoint's must match
 	SignalLength int    // a TorchScript model's input length [1500]; checkpoints record theirs
-	Workers      int
+	// AllowTorchScript lets modelPath be TorchScript, which is code: it runs
+	// when loaded (and can read and write files).
+	AllowTorchScript bool
+	Workers          int
 }
 
-// Evaluate scores the model at modelPath (our checkpoint, a reference
-// Lightning checkpoint, or a TorchScript .pt) on the set at dataPath.
+// Evaluate scores the model at modelPath (our checkpoint, a reference or
+// Lightning 2.x checkpoint, safetensors, or, allowed, TorchScript) on the
+// set at dataPath.
 func Evaluate(ctx context.Context, modelPath, dataPath string, o EvalOptions) (*Report, error) {
 	if o.BatchSize <= 0 {
 		o.BatchSize = 1024
@@ -416,21 +420,28 @@ func Evaluate(ctx context.Context, modelPath, dataPath string, o EvalOptions) (*
 		names      []string
 		numClasses int
 	)
-	if strings.HasSuffix(modelPath, ".pt") {
-		sm, err := torch.LoadScriptModule(modelPath, o.Device)
-		if err != nil {
-			return nil, fmt.Errorf("load %s: %w", modelPath, err)
+	ck, m, err := deeppacket.ReadModel(modelPath)
+	switch {
+	case errors.Is(err, deeppacket.ErrTorchScript):
+		if !o.AllowTorchScript {
+			return nil, fmt.Errorf("%w: pass --allow-torchscript to run it, if you trust where it comes from (a checkpoint, such as train's checkpoints/best.ckpt, needs no such trust)", err)
 		}
-		defer sm.Close()
-		forward = func(x *torch.Tensor) *torch.Tensor { return sm.Forward(x) }
-	} else {
-		ck, m, err := deeppacket.ReadModel(modelPath)
+		sc, err := deeppacket.LoadScriptClassifier(modelPath, o.Device, o.Task, o.SignalLength)
 		if err != nil {
 			return nil, err
 		}
+		defer sc.Close()
+		forward, numClasses = sc.Forward, sc.OutputDim()
+		names = ClassNames(sc.Task(), numClasses)
+	case err != nil:
+		return nil, err
+	default:
 		names = checkpointClassNames(ck, m)
 		ck.Close()
 		defer m.Close()
+		if o.Task != "" && o.Task != m.Task().Name {
+			return nil, fmt.Errorf("--task %s: %s is a model of the %s task", o.Task, modelPath, m.Task().Name)
+		}
 		if err := toDevice(m, o.Device); err != nil {
 			return nil, err
 		}
@@ -445,15 +456,6 @@ func Evaluate(ctx context.Context, modelPath, dataPath string, o EvalOptions) (*
 	p, err := predict(ctx, l, forward, store, o.Device)
 	if err != nil {
 		return nil, fmt.Errorf("evaluate %s on %s: %w", modelPath, dataPath, err)
-	}
-	if names == nil {
-		task := deeppacket.TaskForOutputDim(p.outputs)
-		if o.Task != "" {
-			if task, err = deeppacket.ParseTask(o.Task); err != nil {
-				return nil, err
-			}
-		}
-		names = ClassNames(task, p.outputs)
 	}
 	flows, err := readFlows(dataPath)
 	if err != nil {

@@ -124,6 +124,16 @@ func Train(ctx context.Context, cfg Config, opts Options) (*Result, error) {
 	if opts.RunDir == "" {
 		return nil, errors.New("train: no run folder")
 	}
+	// The sets are checked before any work: the test set is read only at
+	// the end, and a wrong path must stop the run now, not after training.
+	if _, err := os.Stat(cfg.Data.Train); err != nil {
+		return nil, fmt.Errorf("training set (data.train): %w", err)
+	}
+	if cfg.Data.Test != "" {
+		if _, err := os.Stat(cfg.Data.Test); err != nil {
+			return nil, fmt.Errorf("test set (data.test): %w", err)
+		}
+	}
 	spec, err := Spec(cfg)
 	if err != nil {
 		return nil, err
@@ -246,9 +256,6 @@ func (t *trainer) close() {
 // when validation_fraction asks for them.
 func (t *trainer) openData() error {
 	trainPath, valPath := t.cfg.Data.Train, ""
-	if _, err := os.Stat(trainPath); err != nil {
-		return fmt.Errorf("training set: %w", err)
-	}
 	if t.cfg.ValidationFrac > 0 {
 		var err error
 		if trainPath, valPath, err = holdOut(t.cfg, filepath.Join(t.opts.RunDir, "data")); err != nil {

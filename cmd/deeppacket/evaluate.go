@@ -21,8 +21,9 @@ func newEvaluateCmd() *cobra.Command {
 		Use:   "evaluate --model MODEL [--format table|json|csv] [-o DIR] DATA",
 		Short: "Score a model on a test set: accuracy, per-class P/R/F1, confusion matrix, per-flow results",
 		Long: `evaluate classifies every row of DATA (a set written by split, or the
-reference's own Parquet) with MODEL (a checkpoint of ours, a reference
-Lightning checkpoint, or a TorchScript .pt) and prints accuracy, precision,
+reference's own Parquet) with MODEL (a checkpoint of ours, a reference or
+Lightning 2.x checkpoint, safetensors, or with --allow-torchscript a
+TorchScript .pt) and prints accuracy, precision,
 recall, F1 and support per class with the class names, their macro and
 weighted averages, and, when the set records flows, the same per flow (the
 class most of a flow's packets get).
@@ -35,12 +36,13 @@ flows_confusion.png.`,
 		RunE: runEvaluate,
 	}
 	f := cmd.Flags()
-	f.String("model", "", "checkpoint (.ckpt, .model) or TorchScript (.pt) (required)")
+	f.String("model", "", "checkpoint (.ckpt, .model) or safetensors; TorchScript (.pt) with --allow-torchscript (required)")
+	f.Bool("allow-torchscript", false, "let --model be TorchScript, such as train's model.pt: TorchScript is code, which runs when loaded and can read and write files, so use it only from a source you trust")
 	f.String("format", "table", "what goes to stdout: table, json or csv")
 	f.StringP("output", "o", "", "folder for report.json, report.csv, confusion.csv and the heat maps")
 	f.String("device", "auto", "auto, cpu, cuda or cuda:N")
 	f.Int("batch-size", 1024, "rows per forward pass")
-	f.String("task", "", "class names of a TorchScript model: application or traffic (default: from its output size)")
+	f.String("task", "", "class names of a TorchScript model: application or traffic (default: from its output size); a checkpoint's task must match")
 	f.Int("signal-length", 1500, "input length of a TorchScript model (checkpoints record theirs)")
 	f.Int("threads", 0, "libtorch threads (0: libtorch's default)")
 	return cmd
@@ -70,6 +72,7 @@ func runEvaluate(cmd *cobra.Command, args []string) error {
 	defer stop()
 	r, err := train.Evaluate(ctx, model, args[0], train.EvalOptions{
 		Device: device, BatchSize: v.GetInt("batch_size"), Task: v.GetString("task"), SignalLength: v.GetInt("signal_length"),
+		AllowTorchScript: v.GetBool("allow_torchscript"),
 	})
 	if err != nil {
 		return err

@@ -4,12 +4,17 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 )
 
 func main() {
 	if err := newRootCmd().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "deeppacket:", err)
+		if jsonLogs {
+			slog.Error("failed", "error", err.Error())
+		} else {
+			fmt.Fprintln(os.Stderr, "deeppacket:", err)
+		}
 		os.Exit(1)
 	}
 }

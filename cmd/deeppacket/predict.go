@@ -47,11 +47,15 @@ printed as 16 hex digits; non-IP packets have no flow.`,
 		RunE: runPredict,
 	}
 	f := cmd.Flags()
-	f.String("model", "", "model checkpoint (required)")
+	f.String("model", "", "model: a checkpoint (.ckpt, .model) or safetensors; TorchScript (.pt) with --allow-torchscript (required)")
+	f.Bool("allow-torchscript", false, "let --model be TorchScript, such as train's model.pt: TorchScript is code, which runs when loaded and can read and write files, so use it only from a source you trust")
+	f.String("task", "", "class names of a TorchScript model: application or traffic (default: from its output size)")
+	f.Int("signal-length", 1500, "input length of a TorchScript model (checkpoints record theirs)")
 	f.Int("batch-size", 1024, "packets per forward pass")
 	f.String("device", "auto", "cpu, cuda, cuda:N or auto")
 	f.String("format", "csv", "csv or jsonl")
 	f.StringP("output", "o", "", "output file (default stdout)")
+	f.Bool("overwrite", false, "replace the output file if it exists")
 	return cmd
 }
 
@@ -72,23 +76,24 @@ func runPredict(cmd *cobra.Command, args []string) error {
 	if format != "csv" && format != "jsonl" {
 		return fmt.Errorf("predict: --format %q: want csv or jsonl", format)
 	}
+	out := v.GetString("output")
+	if err := checkOutputFile(out, v.GetBool("overwrite")); err != nil {
+		return fmt.Errorf("predict: %w", err)
+	}
 	device, err := torch.ParseDevice(v.GetString("device"))
 	if err != nil {
 		return err
 	}
-	m, err := deeppacket.Load(modelPath)
+	m, closeModel, err := loadClassifier(modelPath, device, v.GetBool("allow_torchscript"), v.GetString("task"), v.GetInt("signal_length"))
 	if err != nil {
 		return err
 	}
-	defer m.Close()
-	if err := m.Store().To(device); err != nil {
-		return err
-	}
-	slog.Info("model", "path", modelPath, "kind", m.Kind(), "task", m.Task().Name, "layout", m.Preprocessing().Layout, "device", device)
+	defer closeModel()
+	slog.Info("model", "path", modelPath, "task", m.Task().Name, "layout", m.Preprocessing().Layout, "device", device)
 
 	var w io.Writer = cmd.OutOrStdout()
 	var file *atomicfile.File
-	if out := v.GetString("output"); out != "" && out != "-" {
+	if out != "" && out != "-" {
 		if file, err = atomicfile.Create(out); err != nil {
 			return err
 		}
@@ -126,9 +131,56 @@ func runPredict(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
+// checkOutputFile refuses, before any work, an output path that is a
+// folder, or an existing file unless overwrite.
+func checkOutputFile(out string, overwrite bool) error {
+	if out == "" || out == "-" {
+		return nil
+	}
+	info, err := os.Stat(out)
+	switch {
+	case err != nil:
+		return nil
+	case info.IsDir():
+		return fmt.Errorf("-o %s is a folder: name the file to write", out)
+	case !overwrite:
+		return fmt.Errorf("-o %s exists: pass --overwrite to replace it", out)
+	}
+	return nil
+}
+
+// loadClassifier loads the model at path onto device: a checkpoint or
+// safetensors, which are data, or, when the user allowed it, TorchScript,
+// which is code (with task and signalLength, which it does not record).
+func loadClassifier(path string, device torch.Device, allowScript bool, task string, signalLength int) (deeppacket.Classifier, func(), error) {
+	m, err := deeppacket.Load(path)
+	if errors.Is(err, deeppacket.ErrTorchScript) {
+		if !allowScript {
+			return nil, nil, fmt.Errorf("%w: pass --allow-torchscript to run it, if you trust where it comes from (a checkpoint, such as train's checkpoints/best.ckpt, needs no such trust)", err)
+		}
+		sc, err := deeppacket.LoadScriptClassifier(path, device, task, signalLength)
+		if err != nil {
+			return nil, nil, err
+		}
+		return sc, sc.Close, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if task != "" && task != m.Task().Name {
+		m.Close()
+		return nil, nil, fmt.Errorf("--task %s: %s is a model of the %s task", task, path, m.Task().Name)
+	}
+	if err := m.Store().To(device); err != nil {
+		m.Close()
+		return nil, nil, err
+	}
+	return deeppacket.AsClassifier(m), m.Close, nil
+}
+
 // predictor classifies the packets of captures in batches.
 type predictor struct {
-	model     deeppacket.Model
+	model     deeppacket.Classifier
 	rows      *rowWriter
 	batchSize int
 	flows     int

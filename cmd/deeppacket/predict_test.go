@@ -70,7 +70,7 @@ func TestPredictResNet(t *testing.T) {
 	for _, f := range feats {
 		b.Add(f)
 	}
-	probs, err := deeppacket.Probabilities(m, b)
+	probs, err := deeppacket.Probabilities(deeppacket.AsClassifier(m), b)
 	if err != nil {
 		t.Fatal(err)
 	}

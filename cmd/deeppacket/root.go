@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/deeppacket/deeppacket/internal/progress"
 )
@@ -21,6 +22,7 @@ func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "deeppacket",
 		Short:         "Deep Packet: classify encrypted traffic packet by packet with a 1-D CNN",
+		Version:       ownVersion(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -36,8 +38,32 @@ func newRootCmd() *cobra.Command {
 	for _, newCmd := range subcommands {
 		root.AddCommand(newCmd())
 	}
+	root.SetFlagErrorFunc(suggestFlag)
 	return root
 }
+
+// suggestFlag adds the nearest known flag to an unknown flag's error.
+func suggestFlag(cmd *cobra.Command, err error) error {
+	name, ok := strings.CutPrefix(err.Error(), "unknown flag: --")
+	if !ok {
+		return err
+	}
+	best, bestDist := "", -1
+	for _, fs := range []*pflag.FlagSet{cmd.Flags(), cmd.InheritedFlags()} {
+		fs.VisitAll(func(f *pflag.Flag) {
+			if d := editDistance(name, f.Name); bestDist < 0 || d < bestDist {
+				best, bestDist = f.Name, d
+			}
+		})
+	}
+	if best == "" || bestDist > max(2, len(name)/3) {
+		return err
+	}
+	return fmt.Errorf("%w (did you mean --%s?)", err, best)
+}
+
+// jsonLogs is set when logs are JSON lines: the fatal error is one too.
+var jsonLogs bool
 
 func setUpLogging(cmd *cobra.Command) error {
 	quiet, _ := cmd.Flags().GetBool("quiet")
@@ -57,6 +83,7 @@ func setUpLogging(cmd *cobra.Command) error {
 		slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, opts)))
 	case "json":
 		slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, opts)))
+		jsonLogs = true
 	default:
 		return fmt.Errorf("--log-format %q: want text or json", format)
 	}

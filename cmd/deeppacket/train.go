@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -41,6 +42,7 @@ weights an uninterrupted run would have.`,
 	f := cmd.Flags()
 	f.StringP("output", "o", "", "run folder (default runs/<config name>-<time>)")
 	f.String("resume", "", "checkpoint to continue from (a run's checkpoints/last.ckpt)")
+	f.Bool("overwrite", false, "replace the run folder if it exists and is not empty (its files are deleted first)")
 	def := train.DefaultConfig()
 	f.String("device", def.Device, "auto, cpu, cuda or cuda:N")
 	f.Int("threads", def.Threads, "libtorch threads (0: libtorch's default)")
@@ -80,6 +82,9 @@ func runTrain(cmd *cobra.Command, _ []string) error {
 		name := strings.TrimSuffix(filepath.Base(configPath), filepath.Ext(configPath))
 		out = filepath.Join("runs", name+"-"+time.Now().Format("20060102-150405"))
 	}
+	if err := checkRunDir(cmd, out, resume); err != nil {
+		return err
+	}
 	doc, err := cfg.YAML()
 	if err != nil {
 		return err
@@ -116,6 +121,24 @@ func runTrain(cmd *cobra.Command, _ []string) error {
 }
 
 // trainConfig reads the experiment's settings into a Config.
+// checkRunDir refuses a run folder that holds another run, before any work,
+// unless the run is resumed there or --overwrite says to replace it.
+func checkRunDir(cmd *cobra.Command, out, resume string) error {
+	entries, err := os.ReadDir(out)
+	if err != nil || len(entries) == 0 || resume != "" {
+		return nil
+	}
+	if overwrite, _ := cmd.Flags().GetBool("overwrite"); !overwrite {
+		return fmt.Errorf("train: run folder %s exists and is not empty: choose another -o, continue that run with --resume %s, or replace it with --overwrite",
+			out, filepath.Join(out, train.CheckpointDir, train.LastCheckpoint))
+	}
+	slog.Warn("replacing the run folder", "run", out)
+	if err := os.RemoveAll(out); err != nil {
+		return fmt.Errorf("train: --overwrite: %w", err)
+	}
+	return nil
+}
+
 func trainConfig(cmd *cobra.Command) (train.Config, error) {
 	v, err := settings(cmd, train.DefaultConfig().Map())
 	if err != nil {

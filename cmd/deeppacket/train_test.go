@@ -2,7 +2,9 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,7 +60,7 @@ func TestTrainSmallISCX(t *testing.T) {
 		report *train.Report
 	}{{filepath.Join(run, train.CheckpointDir, train.BestCheckpoint), &fromCkpt}, {filepath.Join(run, train.TorchScriptPT), &fromScript}} {
 		evalDir := filepath.Join(dir, "eval-"+filepath.Ext(c.model)[1:])
-		out, err := runCLI(t, "evaluate", "--model", c.model, "--format", "json", "-o", evalDir, filepath.Join(app, "test.parquet"))
+		out, err := runCLI(t, "evaluate", "--model", c.model, "--allow-torchscript", "--format", "json", "-o", evalDir, filepath.Join(app, "test.parquet"))
 		if err != nil {
 			t.Fatalf("evaluate %s: %v\n%s", c.model, err, out)
 		}
@@ -72,9 +74,41 @@ func TestTrainSmallISCX(t *testing.T) {
 	if fromCkpt.Accuracy != report.Accuracy || fromScript.Accuracy != report.Accuracy || fromCkpt.Macro.F1 != fromScript.Macro.F1 {
 		t.Errorf("accuracy: train's test %v, evaluate checkpoint %v, TorchScript %v", report.Accuracy, fromCkpt.Accuracy, fromScript.Accuracy)
 	}
-	table, err := runCLI(t, "evaluate", "--model", filepath.Join(run, train.TorchScriptPT), filepath.Join(app, "test.parquet"))
+	table, err := runCLI(t, "evaluate", "--model", filepath.Join(run, train.TorchScriptPT), "--allow-torchscript", filepath.Join(app, "test.parquet"))
 	if err != nil || !strings.Contains(table, "macro avg") || !strings.Contains(table, report.Classes[0].Name) {
 		t.Errorf("evaluate table (%v):\n%s", err, table)
+	}
+
+	// TorchScript is code: without the opt-in it is refused, saying how to
+	// opt in, by evaluate and predict alike; a task the checkpoint does not
+	// have is an error, not a relabelling.
+	script, best := filepath.Join(run, train.TorchScriptPT), filepath.Join(run, train.CheckpointDir, train.BestCheckpoint)
+	capture := testenv.Shared(t, "pcaps/iscx/netflix.pcap")
+	for _, args := range [][]string{
+		{"evaluate", "--model", script, filepath.Join(app, "test.parquet")},
+		{"predict", "--model", script, capture},
+	} {
+		if out, err := runCLI(t, args...); err == nil || !strings.Contains(err.Error(), "--allow-torchscript") || !strings.Contains(err.Error(), "TorchScript") {
+			t.Errorf("%s of TorchScript without --allow-torchscript: %v\n%s", args[0], err, out)
+		}
+	}
+	if _, err := runCLI(t, "evaluate", "--model", best, "--task", "traffic", filepath.Join(app, "test.parquet")); err == nil || !strings.Contains(err.Error(), "is a model of the application task") {
+		t.Errorf("evaluate --task traffic of an application checkpoint: %v", err)
+	}
+	// predict gives the same rows from the checkpoint and from its
+	// TorchScript export (allowed).
+	var rows [2][]byte
+	for i, args := range [][]string{{"--model", best}, {"--model", script, "--allow-torchscript"}} {
+		out := filepath.Join(dir, fmt.Sprintf("predict%d.csv", i))
+		if o, err := runCLI(t, append(append([]string{"predict", "-o", out}, args...), capture)...); err != nil {
+			t.Fatalf("predict %v: %v\n%s", args, err, o)
+		}
+		if rows[i], err = os.ReadFile(out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(rows[0], rows[1]) || len(rows[0]) == 0 {
+		t.Errorf("predict: the checkpoint and its TorchScript give different rows (%d and %d bytes)", len(rows[0]), len(rows[1]))
 	}
 }
 
@@ -144,11 +178,23 @@ func TestTrainConfigErrors(t *testing.T) {
 	dir := t.TempDir()
 	typo := filepath.Join(dir, "typo.yaml")
 	os.WriteFile(typo, []byte("model:\n  c1_kernal_size: 4\n"), 0o644)
+	// A run folder holding another run's files.
+	used := filepath.Join(dir, "used")
+	os.MkdirAll(used, 0o755)
+	os.WriteFile(filepath.Join(used, "metrics.csv"), []byte("x"), 0o644)
+	trainSet := filepath.Join(dir, "train.parquet")
+	os.MkdirAll(trainSet, 0o755)
 	tests := []struct {
 		name string
 		args []string
 		want string
 	}{
+		{"huge batch", []string{"--config", config, "--set", "batch_size=100000000"}, "batch_size 100000000: one batch of 1500-value inputs would take 572204 MB"},
+		{"negative threads", []string{"--config", config, "--set", "threads=-4"}, "threads -4: want 0"},
+		{"beta out of range", []string{"--config", config, "--set", "optimizer.beta1=1.5"}, "optimizer.beta1 1.5: want a number in [0, 1)"},
+		{"negative workers", []string{"--config", config, "--set", "loader.workers=-1"}, "loader.workers -1"},
+		{"missing test set", []string{"--config", config, "--set", "data.train=" + trainSet, "--set", "data.test=" + filepath.Join(dir, "gone")}, "test set (data.test)"},
+		{"used run folder", []string{"--config", config, "-o", used}, "exists and is not empty: choose another -o, continue that run with --resume"},
 		{"typo in --set", []string{"--config", config, "--set", "early_stoping.patience=5"}, `did you mean "early_stopping.patience"?`},
 		{"typo in file", []string{"--config", typo}, `did you mean "model.c1_kernel_size"?`},
 		{"bad kind", []string{"--config", config, "--set", "model.kind=rnn"}, `model.kind "rnn"`},
