@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -39,14 +39,21 @@ Layout "reference" (the default) gives byte for byte what the PyTorch
 reference's scapy preprocessing gives; "paper" does what the paper
 describes. A capture whose output is complete and newer is skipped unless
 --force. A damaged capture keeps the packets before the damage and makes the
-exit status non-zero.`,
+exit status non-zero. Symbolic links are followed.
+
+Labels come from capture names: the built-in map knows the ISCX
+VPN-nonVPN files (aim_chat_3a.pcap, vpn_netflix_A.pcap, ...). Other captures
+are written with null labels, as the reference does, and split leaves their
+rows out; --labels FILE labels them: a tab-separated line per capture, its
+stem (the file name, lower-cased, up to its first dot), its application id
+and its traffic id, either empty for none (the README lists the ids).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: runPreprocess,
 	}
 	f := cmd.Flags()
 	f.StringP("output", "o", "", "output folder (required)")
 	f.String("layout", "reference", "feature layout: reference or paper")
-	f.String("labels", "", "TSV file mapping capture stems to app and traffic ids (replaces the built-in map)")
+	f.String("labels", "", "TSV file of capture stem, application id, traffic id (empty: none for that task), one capture a line; replaces the built-in ISCX map")
 	f.IntP("jobs", "j", runtime.NumCPU(), "captures processed in parallel")
 	f.Bool("force", false, "redo captures whose output is up to date")
 	f.Bool("mask-ports", false, "zero TCP/UDP ports (paper layout)")
@@ -56,17 +63,18 @@ exit status non-zero.`,
 
 // preprocessJob is one capture to do.
 type preprocessJob struct {
-	path, out string
-	size      int64
-	labels    labels.Labels
-	explicit  bool // named on the command line, not found in a folder
+	path, out  string
+	size       int64
+	labels     labels.Labels
+	explicit   bool  // named on the command line, not found in a folder
+	unreadable error // found in a folder but not readable (a dangling link, say)
 }
 
 // preprocessResult is what became of one capture.
 type preprocessResult struct {
 	job    preprocessJob
 	stats  features.Stats
-	status string // done, up to date, no label, not a capture, damaged, failed
+	status string // done, up to date, not a capture, unreadable, damaged, failed
 	err    error
 }
 
@@ -107,21 +115,60 @@ func runPreprocess(cmd *cobra.Command, args []string) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 	defer stop()
 	results := preprocessAll(ctx, todo, lmap, opts, v.GetBool("force"), jobs)
-	failed := printSummary(cmd.OutOrStdout(), results)
+	failed, captures := printSummary(cmd.OutOrStdout(), results)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if failed > 0 {
-		return fmt.Errorf("preprocess: %d of %d captures damaged or failed", failed, len(results))
+		return fmt.Errorf("preprocess: %d of %d captures damaged or failed", failed, captures)
 	}
 	return nil
 }
 
-// findCaptures lists the files named and those under the folders named.
-// Outputs are named after the capture; captures of the same name in
-// different folders get their folder path in the name.
+// findCaptures lists the files named and those under the folders named,
+// following symbolic links (each real folder walked once, so a link loop
+// ends). Outputs are named after the capture; captures of the same name in
+// different folders get their folder path in the name, and two captures
+// that would still share an output are refused.
 func findCaptures(args []string, out string) ([]preprocessJob, error) {
 	var todo []preprocessJob
+	seen := map[string]bool{} // real paths of the folders walked
+	var walk func(dir string) error
+	walk = func(dir string) error {
+		real, err := filepath.EvalSymlinks(dir)
+		if err != nil {
+			return err
+		}
+		if seen[real] {
+			return nil
+		}
+		seen[real] = true
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			p := filepath.Join(dir, e.Name())
+			if strings.HasPrefix(e.Name(), ".") {
+				continue
+			}
+			info, err := os.Stat(p) // follows a link
+			if err != nil {
+				slog.Warn("unreadable entry: skipped", "path", p, "err", err)
+				todo = append(todo, preprocessJob{path: p, unreadable: err})
+				continue
+			}
+			switch {
+			case info.IsDir():
+				if err := walk(p); err != nil {
+					return err
+				}
+			case info.Mode().IsRegular():
+				todo = append(todo, preprocessJob{path: p, size: info.Size()})
+			}
+		}
+		return nil
+	}
 	for _, arg := range args {
 		info, err := os.Stat(arg)
 		if err != nil {
@@ -131,21 +178,7 @@ func findCaptures(args []string, out string) ([]preprocessJob, error) {
 			todo = append(todo, preprocessJob{path: arg, size: info.Size(), explicit: true})
 			continue
 		}
-		err = filepath.WalkDir(arg, func(p string, e fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if e.IsDir() || !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") {
-				return nil
-			}
-			fi, err := e.Info()
-			if err != nil {
-				return err
-			}
-			todo = append(todo, preprocessJob{path: p, size: fi.Size()})
-			return nil
-		})
-		if err != nil {
+		if err := walk(arg); err != nil {
 			return nil, fmt.Errorf("read %s: %w", arg, err)
 		}
 	}
@@ -153,12 +186,17 @@ func findCaptures(args []string, out string) ([]preprocessJob, error) {
 	for _, j := range todo {
 		byName[filepath.Base(j.path)]++
 	}
+	byOut := map[string]string{}
 	for i, j := range todo {
 		name := filepath.Base(j.path)
 		if byName[name] > 1 {
 			name = strings.Trim(strings.ReplaceAll(filepath.ToSlash(filepath.Clean(j.path)), "/", "__"), "_.")
 		}
 		todo[i].out = filepath.Join(out, name+".parquet")
+		if other, ok := byOut[todo[i].out]; ok {
+			return nil, fmt.Errorf("preprocess: %s and %s would both be written to %s: rename one, or preprocess them into different folders", other, j.path, todo[i].out)
+		}
+		byOut[todo[i].out] = j.path
 	}
 	return todo, nil
 }
@@ -193,6 +231,10 @@ func preprocessAll(ctx context.Context, todo []preprocessJob, lmap *labels.Map, 
 
 func preprocessOne(ctx context.Context, job preprocessJob, lmap *labels.Map, opts features.Options, force bool, bar *progress.Bar) preprocessResult {
 	res := preprocessResult{job: job}
+	if job.unreadable != nil {
+		res.status = "unreadable"
+		return res
+	}
 	if !job.explicit {
 		// A folder may hold label files and notes beside its captures.
 		r, err := capture.Open(job.path)
@@ -209,10 +251,9 @@ func preprocessOne(ctx context.Context, job preprocessJob, lmap *labels.Map, opt
 	job.labels = lmap.Lookup(job.path)
 	res.job = job
 	if job.labels.None() {
-		bar.Add(job.size)
-		slog.Warn("no label for either task: skipped", "capture", job.path, "stem", labels.Stem(job.path))
-		res.status = "no label"
-		return res
+		// As the reference: the rows are written with null labels, which
+		// split leaves out of both tasks; the summary says how to label them.
+		slog.Warn("no label for either task: rows written with null labels", "capture", job.path, "stem", labels.Stem(job.path))
 	}
 	if !force && features.UpToDate(job.path, job.out, features.Settings(opts, job.labels)) {
 		bar.Add(job.size)
@@ -238,41 +279,85 @@ func preprocessOne(ctx context.Context, job preprocessJob, lmap *labels.Map, opt
 	return res
 }
 
-// printSummary writes one line per capture and the totals, and returns the
-// number of captures that were damaged or failed.
-func printSummary(w io.Writer, results []preprocessResult) int {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "capture\tread\tkept\tno payload\tdns\tnot ip\tdamaged\tstatus\t")
-	var total features.Stats
-	failed := 0
+// summaryWidth is the width the summary's table keeps within.
+const summaryWidth = 100
+
+// printSummary writes one line per capture and the totals, then what was
+// not a capture and which captures had no label, and returns the number of
+// captures that were damaged or failed and the number of captures.
+func printSummary(w io.Writer, results []preprocessResult) (failed, captures int) {
+	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "capture\tread\tkept\tno payload\tdns\tnot ip\tdamaged\tlabels\tstatus\t")
+	var total, unlabelled features.Stats
+	noLabel := 0
 	counts := map[string]int{}
+	var skipped []string
 	sorted := append([]preprocessResult(nil), results...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].job.path < sorted[j].job.path })
 	for _, r := range sorted {
-		if r.status == "" {
-			continue // cancelled before it started
-		}
-		s := r.stats
-		total.Add(s)
-		counts[r.status]++
 		if r.err != nil {
 			failed++
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", r.job.path, s.Read, s.Kept,
-			s.Omitted[features.OmitNoPayload], s.Omitted[features.OmitDNS], s.Omitted[features.OmitNonIP], s.Damaged, r.status)
+		switch r.status {
+		case "":
+			continue // cancelled before it started
+		case "not a capture", "unreadable":
+			skipped = append(skipped, fmt.Sprintf("%s (%s)", r.job.path, r.status))
+			continue
+		}
+		s := r.stats
+		total.Add(s)
+		captures++
+		counts[r.status]++
+		label := labelColumn(r.job.labels)
+		if r.job.labels.None() {
+			noLabel++
+			unlabelled.Add(s)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t\n", shorten(filepath.Base(r.job.path), 30), s.Read, s.Kept,
+			s.Omitted[features.OmitNoPayload], s.Omitted[features.OmitDNS], s.Omitted[features.OmitNonIP], s.Damaged, label, r.status)
 	}
 	statuses := make([]string, 0, len(counts))
 	for k, n := range counts {
 		statuses = append(statuses, fmt.Sprintf("%d %s", n, k))
 	}
 	sort.Strings(statuses)
-	fmt.Fprintf(tw, "total (%d captures)\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", len(results), total.Read, total.Kept,
-		total.Omitted[features.OmitNoPayload], total.Omitted[features.OmitDNS], total.Omitted[features.OmitNonIP], total.Damaged, strings.Join(statuses, ", "))
+	fmt.Fprintf(tw, "total: %d captures\t%d\t%d\t%d\t%d\t%d\t%d\t\t\t\n", captures, total.Read, total.Kept,
+		total.Omitted[features.OmitNoPayload], total.Omitted[features.OmitDNS], total.Omitted[features.OmitNonIP], total.Damaged)
 	tw.Flush()
+	fmt.Fprintf(w, "captures: %s\n", strings.Join(statuses, ", "))
+	if noLabel > 0 {
+		fmt.Fprintf(w, "%d captures (%d packets, %d kept) have no label: their rows have null labels, which split leaves out.\n"+
+			"Label them with --labels FILE, a TSV of capture stem, application id, traffic id (see --help).\n",
+			noLabel, unlabelled.Read, unlabelled.Kept)
+	}
+	if len(skipped) > 0 {
+		fmt.Fprintf(w, "skipped, not captures: %s\n", strings.Join(skipped, ", "))
+	}
 	for _, r := range sorted {
 		if r.err != nil {
 			fmt.Fprintf(w, "%s: %v\n", r.job.path, r.err)
 		}
 	}
-	return failed
+	return failed, captures
+}
+
+// labelColumn is a capture's labels as "app/traffic" ids, "-" for none.
+func labelColumn(l labels.Labels) string {
+	id := func(p *int64) string {
+		if p == nil {
+			return "-"
+		}
+		return strconv.FormatInt(*p, 10)
+	}
+	return id(l.App) + "/" + id(l.Traffic)
+}
+
+// shorten cuts a name to n runes, keeping its end (the part that differs).
+func shorten(name string, n int) string {
+	r := []rune(name)
+	if len(r) <= n {
+		return name
+	}
+	return "…" + string(r[len(r)-n+1:])
 }

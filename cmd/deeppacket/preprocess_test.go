@@ -50,15 +50,26 @@ func TestPreprocessCommand(t *testing.T) {
 	args := []string{"preprocess", "--labels", filepath.Join(iscx, "labels.tsv"), "-j", "2", "-o", out, in}
 
 	summary, err := runCLI(t, args...)
-	if err == nil || !strings.Contains(err.Error(), "1 of 5 captures damaged or failed") {
+	if err == nil || !strings.Contains(err.Error(), "1 of 4 captures damaged or failed") {
 		t.Fatalf("error %v, want the damaged capture counted\n%s", err, summary)
 	}
-	for _, want := range []string{"gmail.pcap: read", "byte offset", "damaged", "no label", "not a capture", "total (5 captures)"} {
+	for _, want := range []string{"gmail.pcap: read", "byte offset", "damaged", "total: 4 captures",
+		"1 captures (", "have no label: their rows have null labels", "--labels FILE",
+		"skipped, not captures: " + filepath.Join(in, "labels.tsv") + " (not a capture)"} {
 		if !strings.Contains(summary, want) {
 			t.Errorf("summary lacks %q:\n%s", want, summary)
 		}
 	}
-	for _, name := range []string{"aim_chat.pcap.parquet", "vpn_sftp.pcap.parquet", "gmail.pcap.parquet"} {
+	// The table lists captures only, within 100 columns.
+	for _, line := range strings.Split(summary, "\n") {
+		if n := len([]rune(line)); n > 100 && !strings.Contains(line, ": ") {
+			t.Errorf("summary line of %d columns: %q", n, line)
+		}
+		if strings.HasPrefix(strings.TrimSpace(line), "labels.tsv") {
+			t.Errorf("a file that is not a capture is a row of the table: %q", line)
+		}
+	}
+	for _, name := range []string{"aim_chat.pcap.parquet", "vpn_sftp.pcap.parquet", "gmail.pcap.parquet", "unknown.pcap.parquet"} {
 		rows, err := dataset.ReadAllPackets(filepath.Join(out, name))
 		if err != nil || len(rows) == 0 {
 			t.Fatalf("%s: %d rows, %v", name, len(rows), err)
@@ -67,18 +78,18 @@ func TestPreprocessCommand(t *testing.T) {
 			t.Errorf("%s: labels %v %v, want none and 6", name, rows[0].AppLabel, rows[0].TrafficLabel)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(out, "unknown.pcap.parquet")); err == nil {
-		t.Error("an unlabelled capture was written")
+	if rows, _ := dataset.ReadAllPackets(filepath.Join(out, "unknown.pcap.parquet")); len(rows) == 0 || rows[0].AppLabel != nil || rows[0].TrafficLabel != nil {
+		t.Errorf("the unlabelled capture: %d rows, want them with null labels", len(rows))
 	}
 	info, _ := os.Stat(filepath.Join(out, "aim_chat.pcap.parquet"))
 
 	time.Sleep(10 * time.Millisecond)
 	summary, _ = runCLI(t, args...)
-	if !strings.Contains(summary, "2 up to date") || !strings.Contains(summary, "1 damaged") {
-		t.Errorf("rerun: want the two complete outputs skipped and the damaged one redone:\n%s", summary)
+	if !strings.Contains(summary, "3 up to date") || !strings.Contains(summary, "1 damaged") {
+		t.Errorf("rerun: want the three complete outputs skipped and the damaged one redone:\n%s", summary)
 	}
 	summary, _ = runCLI(t, append(args[:len(args)-1:len(args)-1], "--force", in)...)
-	if !strings.Contains(summary, "2 done") {
+	if !strings.Contains(summary, "3 done") {
 		t.Errorf("--force: want both redone:\n%s", summary)
 	}
 	if again, _ := os.Stat(filepath.Join(out, "aim_chat.pcap.parquet")); !again.ModTime().After(info.ModTime()) {
@@ -86,5 +97,60 @@ func TestPreprocessCommand(t *testing.T) {
 	}
 	if _, err := runCLI(t, "preprocess", "--layout", "papr", "-o", out, in); err == nil || !strings.Contains(err.Error(), "papr") {
 		t.Errorf("a bad layout: error %v", err)
+	}
+}
+
+// TestPreprocessFollowsLinksAndRefusesCollisions: symbolic links to
+// captures and folders are followed (a loop ends, a dangling link is listed
+// as skipped), and two captures that would share an output are refused
+// before any work.
+func TestPreprocessFollowsLinksAndRefusesCollisions(t *testing.T) {
+	iscx := testenv.Shared(t, "pcaps/iscx")
+	data, err := os.ReadFile(filepath.Join(iscx, "aim_chat.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := filepath.Join(t.TempDir(), "in")
+	os.MkdirAll(filepath.Join(in, "real"), 0o755)
+	os.WriteFile(filepath.Join(in, "real", "aim_chat.pcap"), data, 0o644)
+	for link, target := range map[string]string{
+		"linked":            filepath.Join(in, "real"),                  // a folder again
+		"loop":              in,                                         // a loop
+		"dangling.pcap":     filepath.Join(in, "gone.pcap"),             // nothing
+		"aim_chat_b.pcapng": filepath.Join(in, "real", "aim_chat.pcap"), // a capture
+	} {
+		if err := os.Symlink(target, filepath.Join(in, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	summary, err := runCLI(t, "preprocess", "-o", out, in)
+	if err != nil {
+		t.Fatalf("preprocess: %v\n%s", err, summary)
+	}
+	for _, name := range []string{"aim_chat.pcap.parquet", "aim_chat_b.pcapng.parquet"} {
+		if rows, err := dataset.ReadAllPackets(filepath.Join(out, name)); err != nil || len(rows) == 0 {
+			t.Errorf("%s: %d rows, %v", name, len(rows), err)
+		}
+	}
+	if !strings.Contains(summary, "total: 2 captures") || !strings.Contains(summary, filepath.Join(in, "dangling.pcap")+" (unreadable)") {
+		t.Errorf("summary: want 2 captures and the dangling link skipped:\n%s", summary)
+	}
+
+	// a/x.pcap and b/x.pcap get their paths in their output names; a
+	// capture literally named like one of those would overwrite it.
+	col := filepath.Join(t.TempDir(), "col")
+	for _, p := range []string{"a/x.pcap", "b/x.pcap"} {
+		os.MkdirAll(filepath.Dir(filepath.Join(col, p)), 0o755)
+		os.WriteFile(filepath.Join(col, p), data, 0o644)
+	}
+	flat := strings.Trim(strings.ReplaceAll(filepath.ToSlash(filepath.Join(col, "a", "x.pcap")), "/", "__"), "_.")
+	os.WriteFile(filepath.Join(col, flat), data, 0o644)
+	out2 := filepath.Join(t.TempDir(), "out")
+	if _, err := runCLI(t, "preprocess", "-o", out2, col); err == nil || !strings.Contains(err.Error(), "would both be written to") {
+		t.Errorf("colliding outputs: error %v", err)
+	}
+	if _, err := os.Stat(out2); err == nil {
+		t.Error("the colliding run wrote outputs")
 	}
 }

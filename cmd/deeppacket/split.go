@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -94,6 +95,14 @@ func runSplit(cmd *cobra.Command, args []string) error {
 		return err
 	}
 	slog.Debug("split", "input_rows", report.InputRows, "held_rows", report.HeldRows)
+	for _, a := range report.Tasks {
+		switch {
+		case a.Train+a.Test == 0:
+			slog.Warn("no rows for a task: its sets are empty", "task", a.Task, "unlabelled_rows", a.Unlabelled)
+		case len(a.EmptyClasses) > 0:
+			slog.Warn("classes with no rows in a set", "task", a.Task, "classes", strings.Join(a.EmptyClasses, ", "))
+		}
+	}
 	return report.Print(cmd.OutOrStdout())
 }
 

@@ -6,6 +6,8 @@ import (
 	"io"
 	"math"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -56,6 +58,25 @@ func TestPreprocessSplitLoad(t *testing.T) {
 	for _, want := range []string{"application_classification/train.parquet", "traffic_classification/test.parquet", "AIM Chat", "VPN: Voip"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("split output lacks %q:\n%s", want, out)
+		}
+	}
+	// Every input row is accounted for, per task: train + test + left out
+	// by undersampling + without a label for the task.
+	for task, labelled := range map[string]map[int64]int64{"application": inputs[0], "traffic": inputs[1]} {
+		var n, in, train, test, under, none int64
+		for _, c := range labelled {
+			n += c
+		}
+		line := regexp.MustCompile(task + `: (\d+) input rows = (\d+) train \+ (\d+) test \+ (\d+) left out by undersampling \+ (\d+) without an? ` + task + ` label`).FindStringSubmatch(out)
+		if line == nil {
+			t.Errorf("split output lacks the %s accounting line:\n%s", task, out)
+			continue
+		}
+		for i, dst := range []*int64{&in, &train, &test, &under, &none} {
+			*dst, _ = strconv.ParseInt(line[i+1], 10, 64)
+		}
+		if in != int64(len(packets)) || train+test+under+none != in || in-none != n {
+			t.Errorf("%s: %s; want %d input rows, %d of them labelled", task, line[0], len(packets), n)
 		}
 	}
 	reference := filepath.Join(t.TempDir(), "reference")

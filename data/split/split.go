@@ -21,6 +21,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -104,6 +106,18 @@ type Report struct {
 	// documentation).
 	HeldRows int64
 	Sets     []SetReport
+	// Tasks accounts for every input row, per task (TaskDirs order).
+	Tasks [numTasks]TaskAccount
+}
+
+// TaskAccount is what became of the input rows for one task: every row is
+// in the training set, the test set, left out by undersampling, or has no
+// label for the task.
+type TaskAccount struct {
+	Task                             string // a TaskNames entry
+	Input, Train, Test, Undersampled int64
+	Unlabelled                       int64
+	EmptyClasses                     []string // classes with input rows but none in a set, as "name (set)"
 }
 
 // SetReport is the label distribution of one output.
@@ -150,7 +164,26 @@ func (r *Report) Print(w io.Writer) error {
 		}
 		fmt.Fprintf(tw, "\ttotal\t%d\t\n", s.Rows())
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, a := range r.Tasks {
+		if a.Task == "" {
+			continue
+		}
+		if _, err := fmt.Fprintf(w, "%s: %d input rows = %d train + %d test + %d left out by undersampling + %d without a%s %s label\n",
+			a.Task, a.Input, a.Train, a.Test, a.Undersampled, a.Unlabelled, article(a.Task), a.Task); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func article(word string) string {
+	if strings.ContainsRune("aeiou", rune(word[0])) {
+		return "n"
+	}
+	return ""
 }
 
 // Run splits the preprocessed captures in input (a folder of Parquet files
@@ -175,7 +208,45 @@ func Run(ctx context.Context, input, target string, opts Options) (*Report, erro
 	if err != nil {
 		return nil, err
 	}
-	return s.write(ctx, target, pending)
+	report, err := s.write(ctx, target, pending)
+	if err != nil {
+		return nil, err
+	}
+	s.account(report)
+	return report, nil
+}
+
+// account fills report.Tasks from the counting pass and the sets written.
+func (s *splitter) account(r *Report) {
+	for t := range numTasks {
+		a := TaskAccount{Task: TaskNames[t], Input: s.rows}
+		var labelled int64
+		for _, c := range s.classes[t] {
+			labelled += c.rows
+		}
+		for _, set := range r.Sets {
+			if set.Task != TaskDirs[t] {
+				continue
+			}
+			if set.Set == "train" {
+				a.Train = set.Rows()
+			} else {
+				a.Test = set.Rows()
+			}
+			for _, label := range s.classes.labels(t) {
+				if set.Count(label) == 0 {
+					name := strconv.FormatInt(label, 10)
+					if s.opts.ClassName != nil {
+						name = s.opts.ClassName(TaskNames[t], label)
+					}
+					a.EmptyClasses = append(a.EmptyClasses, fmt.Sprintf("%s (%s)", name, set.Set))
+				}
+			}
+		}
+		a.Unlabelled = s.rows - labelled
+		a.Undersampled = labelled - a.Train - a.Test
+		r.Tasks[t] = a
+	}
 }
 
 type splitter struct {
