@@ -20,7 +20,11 @@ package split
 import (
 	"context"
 	"fmt"
+	"github.com/deeppacket/deeppacket/internal/atomicfile"
 	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -208,12 +212,69 @@ func Run(ctx context.Context, input, target string, opts Options) (*Report, erro
 	if err != nil {
 		return nil, err
 	}
-	report, err := s.write(ctx, target, pending)
+	// Every set is written into one temporary folder beside the target,
+	// which replaces the target in one rename: train and test always come
+	// from the same run, even when a run is killed while committing.
+	tmp, err := tempTarget(target)
 	if err != nil {
 		return nil, err
 	}
+	report, err := s.write(ctx, tmp, pending)
+	if err == nil {
+		err = replaceDir(tmp, target)
+	}
+	if err != nil {
+		os.RemoveAll(tmp)
+		return nil, err
+	}
+	for i := range report.Sets {
+		report.Sets[i].Path = filepath.Join(target, strings.TrimPrefix(report.Sets[i].Path, tmp))
+	}
 	s.account(report)
 	return report, nil
+}
+
+// tempTarget makes the temporary folder a split writes into, after removing
+// those that killed runs left.
+func tempTarget(target string) (string, error) {
+	parent, pattern := filepath.Dir(target), "."+filepath.Base(target)+".tmp-"
+	if err := os.MkdirAll(parent, 0o777&^atomicfile.Umask()); err != nil {
+		return "", fmt.Errorf("create %s: %w", target, err)
+	}
+	stale, _ := filepath.Glob(filepath.Join(parent, pattern+"*"))
+	for _, dir := range stale {
+		slog.Info("removing what an interrupted split left", "path", dir)
+		os.RemoveAll(dir)
+	}
+	tmp, err := atomicfile.MkdirTemp(parent, pattern+"*")
+	if err != nil {
+		return "", fmt.Errorf("create %s: %w", target, err)
+	}
+	return tmp, nil
+}
+
+// replaceDir renames dir to target, moving a previous target aside first
+// and removing it after, so that target is always one whole split.
+func replaceDir(dir, target string) error {
+	old := ""
+	if _, err := os.Stat(target); err == nil {
+		old = dir + ".old"
+		if err := os.Rename(target, old); err != nil {
+			return fmt.Errorf("replace %s: %w", target, err)
+		}
+	}
+	if err := os.Rename(dir, target); err != nil {
+		if old != "" {
+			os.Rename(old, target)
+		}
+		return fmt.Errorf("write %s: %w", target, err)
+	}
+	if old != "" {
+		if err := os.RemoveAll(old); err != nil {
+			return fmt.Errorf("remove the previous %s: %w", target, err)
+		}
+	}
+	return nil
 }
 
 // account fills report.Tasks from the counting pass and the sets written.

@@ -455,3 +455,46 @@ func TestErrors(t *testing.T) {
 		})
 	}
 }
+
+// A split replaces its target whole, in one rename: nothing of a previous
+// split survives beside the new sets (so train and test always come from
+// one run), what an interrupted run left is removed, and nothing temporary
+// stays behind.
+func TestCommitReplacesTheTargetWhole(t *testing.T) {
+	input := t.TempDir()
+	writeCaptures(t, input, testCaptures())
+	target := filepath.Join(t.TempDir(), "sets")
+	stale := filepath.Join(filepath.Dir(target), ".sets.tmp-12345")
+	if err := os.MkdirAll(filepath.Join(stale, TaskDirs[app]), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var digests []string
+	for i, seed := range []uint64{1, 2} {
+		if i == 1 {
+			// A file of the first run that the second does not write.
+			if err := os.WriteFile(filepath.Join(target, TaskDirs[app], "train.parquet", "part-99999-000.parquet"), []byte("old"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		opts := DefaultOptions()
+		opts.Seed = seed
+		report, err := Run(context.Background(), input, target, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := report.Sets[0].Path, filepath.Join(target, TaskDirs[app], "train.parquet"); got != want {
+			t.Errorf("report path %s, want %s", got, want)
+		}
+		digests = append(digests, setDigest(t, target))
+	}
+	if digests[0] == digests[1] {
+		t.Fatal("the second split (another seed) did not replace the first")
+	}
+	if _, err := os.Stat(filepath.Join(target, TaskDirs[app], "train.parquet", "part-99999-000.parquet")); err == nil {
+		t.Error("a file of the previous split survived")
+	}
+	left, _ := filepath.Glob(filepath.Join(filepath.Dir(target), ".sets.tmp-*"))
+	if len(left) > 0 {
+		t.Errorf("temporary folders left: %v", left)
+	}
+}
