@@ -6,9 +6,11 @@ import (
 	"image/color"
 
 	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/palette"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 
 	"github.com/deeppacket/deeppacket/internal/atomicfile"
 )
@@ -86,19 +88,36 @@ func (g confusionGrid) Z(c, r int) float64 { return g.norm[len(g.norm)-1-r][c] }
 func (g confusionGrid) X(c int) float64    { return float64(c) }
 func (g confusionGrid) Y(r int) float64    { return float64(r) }
 
-// blues is seaborn's "Blues"-like ramp from white to dark blue.
+// blues is seaborn's "Blues"-like ramp from white to dark blue, as n
+// colours for the heat map and as the colour map of its colour bar (a
+// share from 0 to 1).
 type blues int
 
 func (n blues) Colors() []color.Color {
 	out := make([]color.Color, n)
 	for i := range out {
-		t := float64(i) / float64(n-1)
-		out[i] = color.RGBA{
-			R: uint8(247 - t*(247-8)), G: uint8(251 - t*(251-48)), B: uint8(255 - t*(255-107)), A: 255,
-		}
+		out[i] = blue(float64(i) / float64(n-1))
 	}
 	return out
 }
+
+func blue(t float64) color.Color {
+	return color.RGBA{R: uint8(247 - t*(247-8)), G: uint8(251 - t*(251-48)), B: uint8(255 - t*(255-107)), A: 255}
+}
+
+func (n blues) At(v float64) (color.Color, error) {
+	if v < 0 || v > 1 {
+		return nil, palette.ErrOverflow
+	}
+	return blue(v), nil
+}
+func (n blues) Max() float64                       { return 1 }
+func (n blues) SetMax(float64)                     {}
+func (n blues) Min() float64                       { return 0 }
+func (n blues) SetMin(float64)                     {}
+func (n blues) Alpha() float64                     { return 1 }
+func (n blues) SetAlpha(float64)                   {}
+func (n blues) Palette(colors int) palette.Palette { return blues(colors) }
 
 // heatmap draws the normalised confusion matrix with the class names and
 // each cell's share, as the reference's notebook does with seaborn.
@@ -153,6 +172,20 @@ func heatmap(path, title string, names []string, norm [][]float64) error {
 		l.TextStyle = styles
 		p.Add(l)
 	}
+	// A colour bar of the shares, right of the matrix.
+	bar := plot.New()
+	bar.HideX()
+	bar.Y.Label.Text = "share of the true class"
+	bar.Add(&plotter.ColorBar{ColorMap: blues(64), Vertical: true})
 	side := vg.Length(4+n) * vg.Centimeter * 0.9
-	return savePNG(p, path, side, side)
+	barWidth := 2.5 * vg.Centimeter
+	img := vgimg.New(side+barWidth, side)
+	dc := draw.New(img)
+	p.Draw(draw.Crop(dc, 0, -barWidth, 0, 0))
+	bar.Draw(draw.Crop(dc, side+0.3*vg.Centimeter, 0, 2*vg.Centimeter, -1.5*vg.Centimeter))
+	var buf bytes.Buffer
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(&buf); err != nil {
+		return fmt.Errorf("plot %s: %w", path, err)
+	}
+	return atomicfile.WriteFile(path, buf.Bytes())
 }
