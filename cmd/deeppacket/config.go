@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 
@@ -13,7 +14,18 @@ import (
 const envPrefix = "DEEPPACKET"
 
 // globalFlags are flags of every command that are not experiment settings.
-var globalFlags = map[string]bool{"config": true, "set": true, "help": true, "log-level": true, "log-format": true}
+var globalFlags = map[string]bool{"config": true, "set": true, "help": true, "version": true, "log-level": true, "log-format": true, "quiet": true}
+
+// globalKeys are the global flags that are settings too, for every command:
+// a key of the config file and a DEEPPACKET_ variable, read by setUpLogging.
+var globalKeys = []string{"quiet", "log_level", "log_format"}
+
+// otherVariables are DEEPPACKET_ variables that are not settings: where the
+// libtorch shim is (torch/load.c), and what the tests and benchmarks read.
+var otherVariables = map[string]bool{
+	"SHIM": true, "PYTHON": true, "TEST_DEVICE": true, "ADAM_FUSED": true, "STEPS": true,
+	"BENCH_SET": true, "BENCH_DUMP": true, "KEEP_PLOT": true, "TRAIN_CHILD": true, "TRAIN_CHILD_RUN": true,
+}
 
 // settings gathers a command's effective settings, lowest precedence first:
 // defaults, the --config file, DEEPPACKET_* environment variables, --set
@@ -50,6 +62,12 @@ func settings(cmd *cobra.Command, defaults map[string]any) (*viper.Viper, error)
 	if bindErr != nil {
 		return nil, bindErr
 	}
+	for _, key := range globalKeys {
+		known[key] = true
+	}
+	if err := checkVariables(cmd.Root()); err != nil {
+		return nil, err
+	}
 	for key := range known {
 		if err := v.BindEnv(key); err != nil {
 			return nil, err
@@ -85,6 +103,50 @@ func settings(cmd *cobra.Command, defaults map[string]any) (*viper.Viper, error)
 }
 
 func flagKey(name string) string { return strings.ReplaceAll(name, "-", "_") }
+
+// envName is the DEEPPACKET_ variable of a key, without the prefix.
+func envName(key string) string {
+	return strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(key))
+}
+
+// checkVariables refuses a DEEPPACKET_ variable that is no command's
+// setting (a misspelt one would otherwise be ignored without a word),
+// naming the nearest. A variable of another command's setting is that
+// command's and is not read here.
+func checkVariables(root *cobra.Command) error {
+	names := map[string]bool{}
+	for _, key := range globalKeys {
+		names[envName(key)] = true
+	}
+	for key := range flattenKeys(settingDefaults) {
+		names[envName(key)] = true
+	}
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		c.Flags().VisitAll(func(f *pflag.Flag) { names[envName(f.Name)] = true })
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		rest, ok := strings.CutPrefix(name, envPrefix+"_")
+		if !ok || names[rest] || otherVariables[rest] {
+			continue
+		}
+		known := map[string]bool{}
+		for n := range names {
+			known[envPrefix+"_"+n] = true
+		}
+		return unknownKeyError("environment", name, known)
+	}
+	return nil
+}
+
+// settingDefaults are the keys that have no flag (train's experiment
+// settings), for checkVariables; the train command registers them.
+var settingDefaults = map[string]any{}
 
 // flattenKeys turns nested maps into dotted keys, as viper names them.
 func flattenKeys(m map[string]any) map[string]any {

@@ -68,3 +68,61 @@ func TestSettingsPrecedenceAndUnknownKeys(t *testing.T) {
 		})
 	}
 }
+
+// The global flags are settings like the others: --log-format, --set,
+// DEEPPACKET_LOG_FORMAT and log_format in the --config file, in that order.
+func TestGlobalFlagsAreSettings(t *testing.T) {
+	config := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(config, []byte("log_format: json\nquiet: true\nlog_level: warn\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args []string
+		env  string
+		want string
+	}{
+		{[]string{"--config", config}, "", "json"},
+		{[]string{"--config", config}, "text", "text"},
+		{[]string{"--config", config, "--set", "log_format=text"}, "json", "text"},
+		{[]string{"--config", config, "--log-format", "text"}, "json", "text"},
+		{nil, "", "text"},
+	}
+	for _, tc := range tests {
+		root := newRootCmd()
+		cmd, _, err := root.Find([]string{"split"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.ParseFlags(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		if tc.env != "" {
+			t.Setenv("DEEPPACKET_LOG_FORMAT", tc.env)
+		}
+		if got := globalSetting(cmd, "log-format", "text"); got != tc.want {
+			t.Errorf("%v with DEEPPACKET_LOG_FORMAT=%q: log format %q, want %q", tc.args, tc.env, got, tc.want)
+		}
+		if len(tc.args) > 0 && globalSetting(cmd, "quiet", "false") != "true" {
+			t.Errorf("%v: quiet from the config file not read", tc.args)
+		}
+		os.Unsetenv("DEEPPACKET_LOG_FORMAT")
+	}
+	// A config file with the global keys is valid for every command.
+	if _, err := runCLI(t, "split", "--config", config, "-o", t.TempDir(), t.TempDir()); err != nil && strings.Contains(err.Error(), "unknown key") {
+		t.Errorf("global keys in a config file refused: %v", err)
+	}
+}
+
+// A misspelt DEEPPACKET_ variable is an error naming the nearest one; one
+// of another command's settings is not.
+func TestMisspeltVariable(t *testing.T) {
+	t.Setenv("DEEPPACKET_EPOHCS", "3")
+	if _, err := runCLI(t, "split", "-o", t.TempDir(), t.TempDir()); err == nil || !strings.Contains(err.Error(), `did you mean "DEEPPACKET_EPOCHS"?`) {
+		t.Errorf("DEEPPACKET_EPOHCS: error %v", err)
+	}
+	os.Unsetenv("DEEPPACKET_EPOHCS")
+	t.Setenv("DEEPPACKET_EPOCHS", "3") // train's, not split's: not read, not an error
+	if _, err := runCLI(t, "split", "-o", t.TempDir(), t.TempDir()); err != nil && strings.Contains(err.Error(), "DEEPPACKET_") {
+		t.Errorf("another command's variable refused: %v", err)
+	}
+}

@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"github.com/spf13/viper"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -66,17 +68,17 @@ func suggestFlag(cmd *cobra.Command, err error) error {
 var jsonLogs bool
 
 func setUpLogging(cmd *cobra.Command) error {
-	quiet, _ := cmd.Flags().GetBool("quiet")
-	if !quiet {
-		quiet = envBool("QUIET")
+	quiet, err := strconv.ParseBool(globalSetting(cmd, "quiet", "false"))
+	if err != nil {
+		return fmt.Errorf("quiet: %w", err)
 	}
 	progress.Quiet = quiet
-	levelName, _ := cmd.Flags().GetString("log-level")
+	levelName := globalSetting(cmd, "log-level", "info")
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(levelName)); err != nil {
 		return fmt.Errorf("--log-level %q: %w", levelName, err)
 	}
-	format, _ := cmd.Flags().GetString("log-format")
+	format := globalSetting(cmd, "log-format", "text")
 	opts := &slog.HandlerOptions{Level: level}
 	switch format {
 	case "text":
@@ -90,7 +92,29 @@ func setUpLogging(cmd *cobra.Command) error {
 	return nil
 }
 
-func envBool(name string) bool {
-	v := strings.ToLower(os.Getenv(envPrefix + "_" + name))
-	return v == "1" || v == "true" || v == "yes"
+// globalSetting is a global flag's value with the precedence of every
+// setting (see settings): the flag on the command line, else a --set, the
+// DEEPPACKET_ variable, the --config file's key, the default.
+func globalSetting(cmd *cobra.Command, flag, def string) string {
+	key := flagKey(flag)
+	if f := cmd.Flags().Lookup(flag); f != nil && f.Changed {
+		return f.Value.String()
+	}
+	sets, _ := cmd.Flags().GetStringArray("set")
+	for i := len(sets) - 1; i >= 0; i-- {
+		if k, v, ok := strings.Cut(sets[i], "="); ok && strings.TrimSpace(k) == key {
+			return v
+		}
+	}
+	if v, ok := os.LookupEnv(envPrefix + "_" + envName(key)); ok {
+		return v
+	}
+	if path, _ := cmd.Flags().GetString("config"); path != "" {
+		v := viper.New()
+		v.SetConfigFile(path)
+		if v.ReadInConfig() == nil && v.IsSet(key) {
+			return v.GetString(key)
+		}
+	}
+	return def
 }

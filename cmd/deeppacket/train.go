@@ -89,7 +89,11 @@ func runTrain(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "# effective configuration (saved as %s)\n%s\n", filepath.Join(out, train.ConfigFile), doc)
+	if jsonLogs {
+		slog.Info("effective configuration", "saved_as", filepath.Join(out, train.ConfigFile), "config", cfg.Map())
+	} else {
+		fmt.Fprintf(cmd.ErrOrStderr(), "# effective configuration (saved as %s)\n%s\n", filepath.Join(out, train.ConfigFile), doc)
+	}
 
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -138,6 +142,8 @@ func checkRunDir(cmd *cobra.Command, out, resume string) error {
 	}
 	return nil
 }
+
+func init() { settingDefaults = train.DefaultConfig().Map() }
 
 func trainConfig(cmd *cobra.Command) (train.Config, error) {
 	v, err := settings(cmd, train.DefaultConfig().Map())
