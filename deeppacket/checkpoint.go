@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 
 	"github.com/deeppacket/deeppacket/data/features"
@@ -209,6 +210,9 @@ func (c *Checkpoint) Close() {
 // every key, every shape (a mismatch names the tensor and both shapes). The
 // model is in eval mode on the CPU.
 func (c *Checkpoint) Model() (Model, error) {
+	if err := c.checkFinite(); err != nil {
+		return nil, err
+	}
 	m, err := New(c.Spec)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", c.Path, err)
@@ -219,6 +223,27 @@ func (c *Checkpoint) Model() (Model, error) {
 	}
 	m.Store().Eval()
 	return m, nil
+}
+
+// checkFinite refuses a state_dict with a NaN or infinite value: a model
+// trained into divergence classifies nothing, silently.
+func (c *Checkpoint) checkFinite() error {
+	for _, name := range c.Names {
+		t := c.StateDict[name]
+		if dt := t.DType(); dt != torch.Float32 && dt != torch.Float64 {
+			continue
+		}
+		values, err := t.Float64s()
+		if err != nil {
+			return fmt.Errorf("%s: %s: %w", c.Path, name, err)
+		}
+		for i, v := range values {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return fmt.Errorf("%s: tensor %s holds %v (element %d): the model diverged, or the file is damaged", c.Path, name, v, i)
+			}
+		}
+	}
+	return nil
 }
 
 // ReadModel reads a checkpoint and builds its model (ReadCheckpoint, then

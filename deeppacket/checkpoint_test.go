@@ -2,6 +2,7 @@ package deeppacket
 
 import (
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -173,5 +174,31 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	c.Spec.HParams["c1_output_dim"] = int64(5)
 	if _, err := c.Model(); err == nil || !strings.Contains(err.Error(), "conv1.0.weight has shape [5 1 5] in the model but [4 1 5] in the file") {
 		t.Fatalf("mismatch error %v should name the tensor and both shapes", err)
+	}
+}
+
+// A checkpoint whose weights hold a NaN (a run that diverged) is refused,
+// naming the tensor, instead of classifying everything as one class.
+func TestNaNWeightsRefused(t *testing.T) {
+	hp, err := DefaultHParams(KindCNN, Traffic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hp["c1_output_dim"], hp["c2_output_dim"] = int64(4), int64(4)
+	m, err := New(Spec{Kind: KindCNN, HParams: hp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	v, _ := m.Store().Lookup("fc2.0.bias")
+	if err := v.Tensor.Fill_(math.NaN()); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "nan.ckpt")
+	if err := SaveCheckpoint(path, m, Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), "tensor fc2.0.bias holds NaN") {
+		t.Errorf("error %v, want one naming fc2.0.bias and its NaN", err)
 	}
 }

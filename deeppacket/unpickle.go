@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/big"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/nlpodyssey/gopickle/pickle"
@@ -200,6 +201,17 @@ type archive struct {
 	zr       *zip.ReadCloser
 	prefix   string // "<name>/" in front of data.pkl and data/<key>
 	storages map[string][]byte
+	size     int64 // the file's
+	budget   int64 // bytes the tensors may still take (see maxInflation)
+}
+
+// spend takes n bytes from the budget, or says why they are too many.
+func (a *archive) spend(what string, n int64) error {
+	if n < 0 || n > a.budget {
+		return fmt.Errorf("%s would take %d bytes, more than a file of %d bytes can hold (the limit left is %d)", what, n, a.size, a.budget)
+	}
+	a.budget -= n
+	return nil
 }
 
 // ErrTorchScript marks a file that is a TorchScript module, not a
@@ -207,8 +219,21 @@ type archive struct {
 // choice (torch.LoadScriptModule), never a checkpoint reader's.
 var ErrTorchScript = errors.New("a TorchScript module (code, which runs when loaded), not a checkpoint")
 
+// The tensors one file may make are bounded by its size: every storage read
+// and every view materialised spends from a budget of maxInflation times
+// the file's size (plus a little), so a file that claims terabytes (a huge
+// element count, a zero-stride view, a zip member that inflates without
+// end) is refused before anything of that size is allocated. Storages in
+// torch.save's zips are stored uncompressed, so real checkpoints spend
+// little more than their size.
+const (
+	maxInflation = 64
+	budgetSlack  = 64 << 20
+)
+
 func openArchive(path string) (*archive, error) {
-	if _, err := os.Stat(path); err != nil {
+	info, err := os.Stat(path)
+	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	zr, err := zip.OpenReader(path)
@@ -221,7 +246,7 @@ func openArchive(path string) (*archive, error) {
 			return nil, fmt.Errorf("read %s: %w", path, ErrTorchScript)
 		}
 	}
-	a := &archive{path: path, zr: zr, storages: map[string][]byte{}}
+	a := &archive{path: path, zr: zr, storages: map[string][]byte{}, size: info.Size(), budget: maxInflation*info.Size() + budgetSlack}
 	for _, f := range zr.File {
 		if strings.HasSuffix(f.Name, "/data.pkl") && strings.Count(f.Name, "/") == 1 {
 			a.prefix = strings.TrimSuffix(f.Name, "data.pkl")
@@ -383,6 +408,12 @@ func (a *archive) storage(s *storageRef) ([]byte, error) {
 	}
 	defer f.Close()
 	want := int64(s.numel) * int64(s.typ.size)
+	if s.numel > math.MaxInt64/8 {
+		want = -1
+	}
+	if err := a.spend("storage "+name+" of "+strconv.Itoa(s.numel)+" elements", want); err != nil {
+		return nil, err
+	}
 	b, err := io.ReadAll(io.LimitReader(f, want+1))
 	if err != nil {
 		return nil, fmt.Errorf("storage %s: %w", name, err)
@@ -405,7 +436,15 @@ func (a *archive) tensor(r *tensorRef) (*torch.Tensor, error) {
 	n := 1
 	for i, s := range r.size {
 		shape[i] = int64(s)
+		if s > 0 && n > math.MaxInt32/s {
+			return nil, fmt.Errorf("a view of size %v has more than %d elements", r.size, math.MaxInt32)
+		}
 		n *= s
+	}
+	// The view's elements (and their indexes) are allocated: a zero-stride
+	// view can make many of one stored element.
+	if err := a.spend(fmt.Sprintf("a view of size %v stride %v", r.size, r.stride), int64(n)*int64(r.storage.typ.size+8)); err != nil {
+		return nil, err
 	}
 	idx := make([]int, 0, n)
 	var walk func(dim, at int)
