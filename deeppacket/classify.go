@@ -144,3 +144,28 @@ func Probabilities(c Classifier, b *Batch) ([]float32, error) {
 	}
 	return out, nil
 }
+
+// FlowVote is the one flow rule of predict and evaluate: a flow's class is
+// the class most of its packets are classified as, ties going to the lower
+// class id. The zero value is empty; Add counts a packet.
+type FlowVote struct{ counts map[int64]int64 }
+
+// Add counts one packet classified as class.
+func (v *FlowVote) Add(class int64) {
+	if v.counts == nil {
+		v.counts = map[int64]int64{}
+	}
+	v.counts[class]++
+}
+
+// Winner is the flow's class and how many of its packets have it; -1 when
+// no packet was counted.
+func (v *FlowVote) Winner() (class, packets int64) {
+	class = -1
+	for c, n := range v.counts {
+		if n > packets || n == packets && c < class {
+			class, packets = c, n
+		}
+	}
+	return class, packets
+}

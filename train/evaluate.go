@@ -155,33 +155,25 @@ func newReport(p *predictions, flows []string, names []string) *Report {
 }
 
 // flowVotes gives each flow the label most of its packets have and the
-// class most of them are predicted as (ties to the lower class id).
+// class the flow rule (deeppacket.FlowVote, as predict) gives it.
 func flowVotes(flows []string, labels, preds []int64) (fl, fp []int64) {
-	type votes struct{ label, pred map[int64]int }
+	type votes struct{ label, pred deeppacket.FlowVote }
 	byFlow := map[string]*votes{}
 	var order []string
 	for i, f := range flows {
 		v := byFlow[f]
 		if v == nil {
-			v = &votes{label: map[int64]int{}, pred: map[int64]int{}}
+			v = &votes{}
 			byFlow[f] = v
 			order = append(order, f)
 		}
-		v.label[labels[i]]++
-		v.pred[preds[i]]++
-	}
-	majority := func(m map[int64]int) int64 {
-		best, n := int64(-1), -1
-		for k, c := range m {
-			if c > n || (c == n && k < best) {
-				best, n = k, c
-			}
-		}
-		return best
+		v.label.Add(labels[i])
+		v.pred.Add(preds[i])
 	}
 	for _, f := range order {
-		fl = append(fl, majority(byFlow[f].label))
-		fp = append(fp, majority(byFlow[f].pred))
+		l, _ := byFlow[f].label.Winner()
+		p, _ := byFlow[f].pred.Winner()
+		fl, fp = append(fl, l), append(fp, p)
 	}
 	return fl, fp
 }

@@ -7,11 +7,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/parquet-go/parquet-go"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"sort"
 	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -28,21 +33,31 @@ func init() { register(newPredictCmd) }
 
 func newPredictCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "predict --model MODEL CAPTURE...",
+		Use:   "predict --model MODEL CAPTURE_OR_FOLDER...",
 		Short: "Classify every packet of captures, and their flows, with a model",
-		Long: `predict preprocesses each capture in memory in the layout the model expects
+		Long: `predict preprocesses each capture (files, or folders searched recursively as
+preprocess searches them) in memory in the layout the model expects
 (reference checkpoints: "reference"), classifies every kept packet in
 batches, and writes one row per packet and one per flow:
 
-  packet rows  capture, index (in the capture, omitted packets counted),
-               timestamp, flow, label id, label name, probability
-  flow rows    capture, flow, first timestamp, the label with the highest
-               mean probability over the flow's packets, that mean, and the
-               flow's packet count
+  packet rows  the capture's absolute path, the packet's frame number (1 for
+               the capture's first packet, as Wireshark numbers frames;
+               omitted packets are counted), its timestamp, its flow (id and
+               5-tuple), the class, its probability and, with --top-k K, the
+               K most probable classes with their probabilities
+  flow rows    the capture, the flow's first timestamp, id and 5-tuple, the
+               flow's class by the flow rule, the mean probability of that
+               class over the flow's packets and the flow's packet count
 
-as CSV (a "row" column says packet or flow) or JSON lines, to -o FILE
-(written atomically) or stdout. Flows are direction-independent 5-tuples,
-printed as 16 hex digits; non-IP packets have no flow.`,
+The flow rule, the same in evaluate: a flow's class is the class most of
+its packets are classified as, ties going to the lower class id. Flows are
+direction-independent 5-tuples (protocol, addresses, ports), identified by
+a 64-bit hash printed as 16 hex digits; non-IP packets have no flow.
+
+Rows go as CSV (a "row" column says packet or flow), JSON lines or Parquet
+(timestamps as Parquet TIMESTAMP) to -o FILE (written atomically) or stdout.
+A capture that cannot be read is reported and skipped, and the exit status
+is then non-zero; --strict stops at the first.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: runPredict,
 	}
@@ -51,13 +66,20 @@ printed as 16 hex digits; non-IP packets have no flow.`,
 	f.Bool("allow-torchscript", false, "let --model be TorchScript, such as train's model.pt: TorchScript is code, which runs when loaded and can read and write files, so use it only from a source you trust")
 	f.String("task", "", "class names of a TorchScript model: application or traffic (default: from its output size)")
 	f.Int("signal-length", 1500, "input length of a TorchScript model (checkpoints record theirs)")
-	f.Int("batch-size", 1024, "packets per forward pass")
+	f.Int("batch-size", defaultPredictBatch, "packets per forward pass")
+	f.Int("top-k", 1, "the most probable classes given per packet (1: the class alone)")
+	f.Int("threads", 0, "libtorch threads (0: libtorch's default, the machine's cores)")
 	f.String("device", "auto", "cpu, cuda, cuda:N or auto")
-	f.String("format", "csv", "csv or jsonl")
-	f.StringP("output", "o", "", "output file (default stdout)")
+	f.String("format", "csv", "csv, jsonl or parquet")
+	f.StringP("output", "o", "", "output file (default stdout; parquet needs a file)")
 	f.Bool("overwrite", false, "replace the output file if it exists")
+	f.Bool("strict", false, "stop at the first capture that cannot be read")
 	return cmd
 }
+
+// defaultPredictBatch is the batch size measured fastest on the ISCX
+// captures with the published ResNet on 2 cores (BENCHMARKS.md).
+const defaultPredictBatch = 64
 
 func runPredict(cmd *cobra.Command, args []string) error {
 	v, err := settings(cmd, nil)
@@ -68,17 +90,29 @@ func runPredict(cmd *cobra.Command, args []string) error {
 	if modelPath == "" {
 		return errors.New("predict: --model MODEL is required")
 	}
-	batchSize := v.GetInt("batch_size")
+	batchSize, topK := v.GetInt("batch_size"), v.GetInt("top_k")
 	if batchSize <= 0 {
 		return fmt.Errorf("predict: batch_size %d: want a positive number", batchSize)
 	}
 	format := v.GetString("format")
-	if format != "csv" && format != "jsonl" {
-		return fmt.Errorf("predict: --format %q: want csv or jsonl", format)
+	if format != "csv" && format != "jsonl" && format != "parquet" {
+		return fmt.Errorf("predict: --format %q: want csv, jsonl or parquet", format)
 	}
 	out := v.GetString("output")
+	if format == "parquet" && (out == "" || out == "-") {
+		return errors.New("predict: --format parquet needs -o FILE")
+	}
 	if err := checkOutputFile(out, v.GetBool("overwrite")); err != nil {
 		return fmt.Errorf("predict: %w", err)
+	}
+	if n := v.GetInt("threads"); n < 0 {
+		return fmt.Errorf("predict: threads %d: want 0 (libtorch's default) or more", n)
+	} else if n > 0 {
+		torch.SetNumThreads(n)
+	}
+	files, err := listCaptureFiles(args)
+	if err != nil {
+		return err
 	}
 	device, err := torch.ParseDevice(v.GetString("device"))
 	if err != nil {
@@ -89,7 +123,10 @@ func runPredict(cmd *cobra.Command, args []string) error {
 		return err
 	}
 	defer closeModel()
-	slog.Info("model", "path", modelPath, "task", m.Task().Name, "layout", m.Preprocessing().Layout, "device", device)
+	if topK < 1 || topK > m.OutputDim() {
+		return fmt.Errorf("predict: top_k %d: want 1 to %d, the model's classes", topK, m.OutputDim())
+	}
+	slog.Info("model", "path", modelPath, "task", m.Task().Name, "layout", m.Preprocessing().Layout, "device", device, "threads", torch.NumThreads())
 
 	var w io.Writer = cmd.OutOrStdout()
 	var file *atomicfile.File
@@ -101,19 +138,38 @@ func runPredict(cmd *cobra.Command, args []string) error {
 		w = file
 	}
 	bw := bufio.NewWriterSize(w, 1<<16)
-	rw := newRowWriter(bw, format)
-	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+	rw, err := newRowWriter(bw, format)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	p := &predictor{model: m, rows: rw, batchSize: batchSize}
+	bar := progress.New(-1, "predict: packets", false)
+	p := &predictor{model: m, rows: rw, batchSize: batchSize, topK: topK, bar: bar}
 	var total features.Stats
-	for _, path := range args {
-		stats, err := p.capture(ctx, path)
+	var failed []string
+	captures := 0
+	for _, f := range files {
+		stats, err := p.capture(ctx, f.path)
 		total.Add(stats)
-		if err != nil {
+		var unknown bool
+		if errors.Is(err, capture.ErrUnknownFormat) && !f.explicit {
+			unknown = true // a folder's notes and label files
+		} else {
+			captures++
+		}
+		switch {
+		case err == nil || unknown:
+		case ctx.Err() != nil || v.GetBool("strict"):
+			bar.Finish()
 			return err
+		default:
+			slog.Warn("capture skipped", "capture", f.path, "err", err)
+			failed = append(failed, f.path)
 		}
 	}
-	if err := rw.flush(); err != nil {
+	bar.Finish()
+	if err := rw.close(); err != nil {
 		return err
 	}
 	if err := bw.Flush(); err != nil {
@@ -124,9 +180,11 @@ func runPredict(cmd *cobra.Command, args []string) error {
 			return err
 		}
 	}
-	slog.Info("predicted", "captures", len(args), "packets", total.Read, "classified", total.Kept, "flows", p.flows)
-	if p.damaged > 0 {
-		return fmt.Errorf("predict: %d of %d captures damaged (the packets before the damage were classified)", p.damaged, len(args))
+	slog.Info("predicted", "captures", captures, "packets", total.Read, "classified", total.Kept,
+		"omitted", total.Read-total.Kept, "flows", p.flows, "failed", len(failed), "damaged", p.damaged)
+	if len(failed) > 0 || p.damaged > 0 {
+		return fmt.Errorf("predict: of %d captures, %d could not be read (%s) and %d were damaged (the packets before the damage were classified)",
+			captures, len(failed), strings.Join(failed, ", "), p.damaged)
 	}
 	return nil
 }
@@ -183,6 +241,8 @@ type predictor struct {
 	model     deeppacket.Classifier
 	rows      *rowWriter
 	batchSize int
+	topK      int
+	bar       *progress.Bar
 	flows     int
 	damaged   int
 
@@ -190,37 +250,39 @@ type predictor struct {
 	pending []packetInfo
 	byFlow  map[int64]*flowAgg
 	order   []int64 // flows in order of first packet
+	top     []int   // reused: a packet's classes by probability
 }
 
 type packetInfo struct {
 	index, ts, flow int64
+	tuple           features.FiveTuple
 }
 
 type flowAgg struct {
 	firstTS int64
-	packets int64
+	tuple   features.FiveTuple
+	votes   deeppacket.FlowVote
 	sum     []float64 // summed probabilities per class
+	packets int64
 }
 
 func (p *predictor) capture(ctx context.Context, path string) (features.Stats, error) {
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
 	opts := p.model.Preprocessing()
 	tr := features.New(opts)
 	p.batch = deeppacket.NewBatch(tr.Options().SignalLength)
 	p.pending = p.pending[:0]
 	p.byFlow = map[int64]*flowAgg{}
 	p.order = p.order[:0]
-	var size int64
-	if fi, err := os.Stat(path); err == nil {
-		size = fi.Size()
-	}
-	bar := progress.New(size, "predict "+path, true)
-	defer bar.Finish()
-	stats, err := features.Each(ctx, path, tr, bar.Add, func(pk *features.Packet) error {
+	stats, err := features.Each(ctx, path, tr, nil, func(pk *features.Packet) error {
+		p.bar.Add(1)
 		if pk.Verdict != features.Kept {
 			return nil
 		}
 		p.batch.Add(pk.Feature)
-		p.pending = append(p.pending, packetInfo{index: pk.Index, ts: pk.TimestampNS, flow: pk.Flow})
+		p.pending = append(p.pending, packetInfo{index: pk.Index, ts: pk.TimestampNS, flow: pk.Flow, tuple: pk.Tuple})
 		if p.batch.Len() >= p.batchSize {
 			return p.classify(path)
 		}
@@ -241,13 +303,10 @@ func (p *predictor) capture(ctx context.Context, path string) (features.Stats, e
 	task := p.model.Task()
 	for _, f := range p.order {
 		agg := p.byFlow[f]
-		best := 0
-		for c := range agg.sum {
-			if agg.sum[c] > agg.sum[best] {
-				best = c
-			}
-		}
-		if err := p.rows.flow(path, f, agg.firstTS, best, task.ClassName(best), agg.sum[best]/float64(agg.packets), agg.packets); err != nil {
+		class, _ := agg.votes.Winner()
+		r := flowRow{Row: "flow", Capture: path, Timestamp: time.Unix(0, agg.firstTS).UTC(), Flow: flowString(f), Tuple: agg.tuple.String(),
+			LabelID: int(class), Label: task.ClassName(int(class)), Probability: agg.sum[class] / float64(agg.packets), Packets: agg.packets}
+		if err := p.rows.write(r); err != nil {
 			return stats, err
 		}
 	}
@@ -268,13 +327,19 @@ func (p *predictor) classify(path string) error {
 	task := p.model.Task()
 	for i, info := range p.pending {
 		row := probs[i*k : (i+1)*k]
-		best := 0
-		for c := range row {
-			if row[c] > row[best] {
-				best = c
+		p.top = topClasses(p.top[:0], row, p.topK)
+		best := p.top[0]
+		r := flowRow{Row: "packet", Capture: path, Frame: info.index + 1, Timestamp: time.Unix(0, info.ts).UTC(), Flow: flowString(info.flow),
+			Tuple: info.tuple.String(), LabelID: best, Label: task.ClassName(best), Probability: float64(row[best])}
+		if p.topK > 1 {
+			var labels, probsText []string
+			for _, c := range p.top {
+				labels = append(labels, task.ClassName(c))
+				probsText = append(probsText, strconv.FormatFloat(float64(row[c]), 'g', 6, 32))
 			}
+			r.TopLabels, r.TopProbabilities = strings.Join(labels, "|"), strings.Join(probsText, "|")
 		}
-		if err := p.rows.packet(path, info, best, task.ClassName(best), row[best]); err != nil {
+		if err := p.rows.write(r); err != nil {
 			return err
 		}
 		if info.flow == 0 {
@@ -282,11 +347,12 @@ func (p *predictor) classify(path string) error {
 		}
 		agg := p.byFlow[info.flow]
 		if agg == nil {
-			agg = &flowAgg{firstTS: info.ts, sum: make([]float64, k)}
+			agg = &flowAgg{firstTS: info.ts, tuple: info.tuple, sum: make([]float64, k)}
 			p.byFlow[info.flow] = agg
 			p.order = append(p.order, info.flow)
 		}
 		agg.packets++
+		agg.votes.Add(int64(best))
 		for c, v := range row {
 			agg.sum[c] += float64(v)
 		}
@@ -296,22 +362,14 @@ func (p *predictor) classify(path string) error {
 	return nil
 }
 
-// rowWriter writes packet and flow rows as CSV or JSON lines.
-type rowWriter struct {
-	csv  *csv.Writer
-	json *json.Encoder
-	rec  []string
-}
-
-var predictColumns = []string{"row", "capture", "index", "timestamp", "flow", "label_id", "label", "probability", "packets"}
-
-func newRowWriter(w io.Writer, format string) *rowWriter {
-	if format == "jsonl" {
-		return &rowWriter{json: json.NewEncoder(w)}
+// topClasses appends to dst the k classes of highest probability, most
+// probable first (ties to the lower id).
+func topClasses(dst []int, row []float32, k int) []int {
+	for c := range row {
+		dst = append(dst, c)
 	}
-	c := csv.NewWriter(w)
-	c.Write(predictColumns)
-	return &rowWriter{csv: c, rec: make([]string, len(predictColumns))}
+	sort.SliceStable(dst, func(i, j int) bool { return row[dst[i]] > row[dst[j]] })
+	return dst[:k]
 }
 
 func flowString(f int64) string {
@@ -321,52 +379,73 @@ func flowString(f int64) string {
 	return fmt.Sprintf("%016x", uint64(f))
 }
 
-func timeString(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }
-
-type packetRow struct {
-	Row         string  `json:"row"`
-	Capture     string  `json:"capture"`
-	Index       int64   `json:"index"`
-	Timestamp   string  `json:"timestamp"`
-	Flow        string  `json:"flow"`
-	LabelID     int     `json:"label_id"`
-	Label       string  `json:"label"`
-	Probability float64 `json:"probability"`
-}
-
+// flowRow is one output row, a packet's or a flow's (CSV, JSON lines and
+// Parquet alike; fields a row kind lacks stay empty).
 type flowRow struct {
-	Row         string  `json:"row"`
-	Capture     string  `json:"capture"`
-	Timestamp   string  `json:"timestamp"`
-	Flow        string  `json:"flow"`
-	LabelID     int     `json:"label_id"`
-	Label       string  `json:"label"`
-	Probability float64 `json:"probability"`
-	Packets     int64   `json:"packets"`
+	Row              string    `json:"row" parquet:"row,dict"`
+	Capture          string    `json:"capture" parquet:"capture,dict"`
+	Frame            int64     `json:"frame,omitempty" parquet:"frame,optional"`
+	Timestamp        time.Time `json:"timestamp" parquet:"timestamp,timestamp(nanosecond)"`
+	Flow             string    `json:"flow" parquet:"flow"`
+	Tuple            string    `json:"tuple" parquet:"tuple"`
+	LabelID          int       `json:"label_id" parquet:"label_id"`
+	Label            string    `json:"label" parquet:"label,dict"`
+	Probability      float64   `json:"probability" parquet:"probability"`
+	Packets          int64     `json:"packets,omitempty" parquet:"packets,optional"`
+	TopLabels        string    `json:"top_labels,omitempty" parquet:"top_labels,optional"`
+	TopProbabilities string    `json:"top_probabilities,omitempty" parquet:"top_probabilities,optional"`
 }
 
-func (r *rowWriter) packet(capture string, p packetInfo, id int, name string, prob float32) error {
-	if r.json != nil {
-		return r.json.Encode(packetRow{"packet", capture, p.index, timeString(p.ts), flowString(p.flow), id, name, float64(prob)})
+var predictColumns = []string{"row", "capture", "frame", "timestamp", "flow", "tuple", "label_id", "label", "probability", "packets", "top_labels", "top_probabilities"}
+
+// rowWriter writes rows as CSV, JSON lines or Parquet.
+type rowWriter struct {
+	csv  *csv.Writer
+	json *json.Encoder
+	pq   *parquet.GenericWriter[flowRow]
+	rec  []string
+}
+
+func newRowWriter(w io.Writer, format string) (*rowWriter, error) {
+	switch format {
+	case "jsonl":
+		return &rowWriter{json: json.NewEncoder(w)}, nil
+	case "parquet":
+		return &rowWriter{pq: parquet.NewGenericWriter[flowRow](w, parquet.Compression(&parquet.Snappy))}, nil
 	}
-	r.rec = append(r.rec[:0], "packet", capture, strconv.FormatInt(p.index, 10), timeString(p.ts), flowString(p.flow),
-		strconv.Itoa(id), name, strconv.FormatFloat(float64(prob), 'g', 6, 32), "")
+	c := csv.NewWriter(w)
+	if err := c.Write(predictColumns); err != nil {
+		return nil, err
+	}
+	return &rowWriter{csv: c, rec: make([]string, len(predictColumns))}, nil
+}
+
+func (r *rowWriter) write(row flowRow) error {
+	switch {
+	case r.json != nil:
+		return r.json.Encode(row)
+	case r.pq != nil:
+		_, err := r.pq.Write([]flowRow{row})
+		return err
+	}
+	optional := func(n int64) string {
+		if n == 0 {
+			return ""
+		}
+		return strconv.FormatInt(n, 10)
+	}
+	r.rec = append(r.rec[:0], row.Row, row.Capture, optional(row.Frame), row.Timestamp.Format(time.RFC3339Nano), row.Flow, row.Tuple,
+		strconv.Itoa(row.LabelID), row.Label, strconv.FormatFloat(row.Probability, 'g', 6, 64), optional(row.Packets), row.TopLabels, row.TopProbabilities)
 	return r.csv.Write(r.rec)
 }
 
-func (r *rowWriter) flow(capture string, f, ts int64, id int, name string, prob float64, packets int64) error {
-	if r.json != nil {
-		return r.json.Encode(flowRow{"flow", capture, timeString(ts), flowString(f), id, name, prob, packets})
-	}
-	r.rec = append(r.rec[:0], "flow", capture, "", timeString(ts), flowString(f),
-		strconv.Itoa(id), name, strconv.FormatFloat(prob, 'g', 6, 64), strconv.FormatInt(packets, 10))
-	return r.csv.Write(r.rec)
-}
-
-func (r *rowWriter) flush() error {
-	if r.csv != nil {
+func (r *rowWriter) close() error {
+	switch {
+	case r.csv != nil:
 		r.csv.Flush()
 		return r.csv.Error()
+	case r.pq != nil:
+		return r.pq.Close()
 	}
 	return nil
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/parquet-go/parquet-go"
+
 	"github.com/deeppacket/deeppacket/deeppacket"
 	"github.com/deeppacket/deeppacket/internal/testenv"
 )
@@ -78,7 +80,7 @@ func TestPredictResNet(t *testing.T) {
 
 	dir := t.TempDir()
 	out := filepath.Join(dir, "pred.csv")
-	if msg, err := runCLI(t, "predict", "--model", model, "--batch-size", "50", "-o", out, pcap); err != nil {
+	if msg, err := runCLI(t, "predict", "--model", model, "--batch-size", "50", "--top-k", "3", "-o", out, pcap); err != nil {
 		t.Fatalf("predict: %v\n%s", err, msg)
 	}
 	f, err := os.Open(out)
@@ -101,9 +103,16 @@ func TestPredictResNet(t *testing.T) {
 			if packets >= len(wantIdx) {
 				t.Fatalf("more packet rows than the reference keeps (%d)", len(wantIdx))
 			}
-			idx, _ := strconv.ParseInt(r[2], 10, 64)
+			frame, _ := strconv.ParseInt(r[2], 10, 64)
+			idx := frame - 1 // Wireshark's frame numbers start at 1
 			if idx != wantIdx[packets] {
-				t.Fatalf("packet row %d: index %d, the reference keeps %d", packets, idx, wantIdx[packets])
+				t.Fatalf("packet row %d: frame %d, the reference keeps packet %d (0-based)", packets, frame, wantIdx[packets])
+			}
+			if !filepath.IsAbs(r[1]) || (r[4] != "") != strings.HasPrefix(r[5], "tcp ") && (r[4] != "") != strings.HasPrefix(r[5], "udp ") {
+				t.Fatalf("packet row %d: capture %q flow %q tuple %q: want an absolute path and a 5-tuple beside each flow", packets, r[1], r[4], r[5])
+			}
+			if tops := strings.Split(r[10], "|"); len(tops) != 3 || tops[0] != r[7] || len(strings.Split(r[11], "|")) != 3 {
+				t.Fatalf("packet row %d: top-3 %q %q, want 3 classes led by %q", packets, r[10], r[11], r[7])
 			}
 			row := probs[packets*k : (packets+1)*k]
 			best := 0
@@ -112,17 +121,17 @@ func TestPredictResNet(t *testing.T) {
 					best = c
 				}
 			}
-			id, _ := strconv.Atoi(r[5])
-			p, _ := strconv.ParseFloat(r[7], 64)
-			if id != best || r[6] != m.Task().ClassName(best) || abs(p-float64(row[best])) > 1e-5 {
-				t.Errorf("packet %d: label %s %q p=%s, want %d %q p=%g", idx, r[5], r[6], r[7], best, m.Task().ClassName(best), row[best])
+			id, _ := strconv.Atoi(r[6])
+			p, _ := strconv.ParseFloat(r[8], 64)
+			if id != best || r[7] != m.Task().ClassName(best) || abs(p-float64(row[best])) > 1e-5 {
+				t.Errorf("packet %d: label %s %q p=%s, want %d %q p=%g", idx, r[6], r[7], r[8], best, m.Task().ClassName(best), row[best])
 			}
 			if r[4] != "" {
 				flowsSeen[r[4]]++
 			}
 			packets++
 		case "flow":
-			n, _ := strconv.Atoi(r[8])
+			n, _ := strconv.Atoi(r[9])
 			if n != flowsSeen[r[4]] {
 				t.Errorf("flow %s: %d packets, %d packet rows", r[4], n, flowsSeen[r[4]])
 			}
@@ -161,6 +170,72 @@ func TestPredictResNet(t *testing.T) {
 	}
 	if jsonPackets != packets {
 		t.Errorf("jsonl has %d packet rows, csv %d", jsonPackets, packets)
+	}
+
+	// Parquet: the same rows, timestamps a Parquet TIMESTAMP.
+	pq := filepath.Join(dir, "pred.parquet")
+	if msg, err := runCLI(t, "predict", "--model", model, "--format", "parquet", "-o", pq, pcap); err != nil {
+		t.Fatalf("predict parquet: %v\n%s", err, msg)
+	}
+	pf, err := os.Open(pq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pf.Close()
+	info, _ := pf.Stat()
+	file, err := parquet.OpenFile(pf, info.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, ok := file.Schema().Lookup("timestamp")
+	if !ok || ts.Node.Type().LogicalType() == nil || !strings.HasPrefix(ts.Node.Type().LogicalType().String(), "TIMESTAMP") {
+		t.Errorf("parquet timestamp column is not a TIMESTAMP: %v", file.Schema())
+	}
+	if got := file.NumRows(); got != int64(len(rows)-1) {
+		t.Errorf("parquet has %d rows, csv %d", got, len(rows)-1)
+	}
+}
+
+// TestPredictFoldersAndBadCaptures: predict takes folders as preprocess does
+// (files that are not captures left out), reports a capture it cannot read
+// and goes on, exiting non-zero at the end, or stops at once with --strict;
+// an output that is a folder is refused before any work.
+func TestPredictFoldersAndBadCaptures(t *testing.T) {
+	model := testenv.Shared(t, "fixtures/reference_traffic_resnet.ckpt")
+	iscx := testenv.Shared(t, "pcaps/iscx")
+	in := t.TempDir()
+	for _, name := range []string{"vpn_sftp.pcap", "aim_chat.pcap", "labels.tsv"} {
+		data, err := os.ReadFile(filepath.Join(iscx, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(in, name), data, 0o644)
+	}
+	out := filepath.Join(t.TempDir(), "pred.csv")
+	if msg, err := runCLI(t, "predict", "--model", model, "-o", out, in); err != nil {
+		t.Fatalf("predict on a folder: %v\n%s", err, msg)
+	}
+	data, _ := os.ReadFile(out)
+	for _, name := range []string{"vpn_sftp.pcap", "aim_chat.pcap"} {
+		if !strings.Contains(string(data), filepath.Join(in, name)) {
+			t.Errorf("no rows for %s", name)
+		}
+	}
+	// A file named on the command line that is not a capture.
+	notes := filepath.Join(in, "labels.tsv")
+	out2 := filepath.Join(t.TempDir(), "pred.csv")
+	_, err := runCLI(t, "predict", "--model", model, "-o", out2, notes, filepath.Join(in, "vpn_sftp.pcap"))
+	if err == nil || !strings.Contains(err.Error(), "1 could not be read") {
+		t.Errorf("an unreadable capture among good ones: error %v", err)
+	}
+	if data, _ := os.ReadFile(out2); !strings.Contains(string(data), "vpn_sftp.pcap") {
+		t.Error("the good capture after the bad one was not classified")
+	}
+	if _, err := runCLI(t, "predict", "--model", model, "--strict", "-o", filepath.Join(t.TempDir(), "p.csv"), notes, filepath.Join(in, "vpn_sftp.pcap")); err == nil || !strings.Contains(err.Error(), "labels.tsv") {
+		t.Errorf("--strict: error %v, want the bad capture's", err)
+	}
+	if _, err := runCLI(t, "predict", "--model", model, "-o", in, notes); err == nil || !strings.Contains(err.Error(), "is a folder") {
+		t.Errorf("-o a folder: error %v", err)
 	}
 }
 

@@ -125,12 +125,39 @@ func runPreprocess(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
-// findCaptures lists the files named and those under the folders named,
-// following symbolic links (each real folder walked once, so a link loop
-// ends). Outputs are named after the capture; captures of the same name in
+// findCaptures lists the captures to preprocess (listCaptureFiles) with
+// their outputs, named after the capture; captures of the same name in
 // different folders get their folder path in the name, and two captures
 // that would still share an output are refused.
 func findCaptures(args []string, out string) ([]preprocessJob, error) {
+	todo, err := listCaptureFiles(args)
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]int{}
+	for _, j := range todo {
+		byName[filepath.Base(j.path)]++
+	}
+	byOut := map[string]string{}
+	for i, j := range todo {
+		name := filepath.Base(j.path)
+		if byName[name] > 1 {
+			name = strings.Trim(strings.ReplaceAll(filepath.ToSlash(filepath.Clean(j.path)), "/", "__"), "_.")
+		}
+		todo[i].out = filepath.Join(out, name+".parquet")
+		if other, ok := byOut[todo[i].out]; ok {
+			return nil, fmt.Errorf("preprocess: %s and %s would both be written to %s: rename one, or preprocess them into different folders", other, j.path, todo[i].out)
+		}
+		byOut[todo[i].out] = j.path
+	}
+	return todo, nil
+}
+
+// listCaptureFiles lists the files named and those under the folders named
+// (preprocess and predict alike), following symbolic links: each real
+// folder is walked once, so a link loop ends; names starting with a dot are
+// left out.
+func listCaptureFiles(args []string) ([]preprocessJob, error) {
 	var todo []preprocessJob
 	seen := map[string]bool{} // real paths of the folders walked
 	var walk func(dir string) error
@@ -181,22 +208,6 @@ func findCaptures(args []string, out string) ([]preprocessJob, error) {
 		if err := walk(arg); err != nil {
 			return nil, fmt.Errorf("read %s: %w", arg, err)
 		}
-	}
-	byName := map[string]int{}
-	for _, j := range todo {
-		byName[filepath.Base(j.path)]++
-	}
-	byOut := map[string]string{}
-	for i, j := range todo {
-		name := filepath.Base(j.path)
-		if byName[name] > 1 {
-			name = strings.Trim(strings.ReplaceAll(filepath.ToSlash(filepath.Clean(j.path)), "/", "__"), "_.")
-		}
-		todo[i].out = filepath.Join(out, name+".parquet")
-		if other, ok := byOut[todo[i].out]; ok {
-			return nil, fmt.Errorf("preprocess: %s and %s would both be written to %s: rename one, or preprocess them into different folders", other, j.path, todo[i].out)
-		}
-		byOut[todo[i].out] = j.path
 	}
 	return todo, nil
 }

@@ -106,8 +106,10 @@ type Result struct {
 	// until the next call; nil unless Verdict is Kept.
 	Feature []byte
 	Verdict Verdict
-	// Flow identifies the direction-independent 5-tuple (0 for non-IP).
-	Flow int64
+	// Flow identifies the direction-independent 5-tuple (0 for non-IP),
+	// and Tuple is that 5-tuple.
+	Flow  int64
+	Tuple FiveTuple
 }
 
 // Transformer turns frames into feature vectors, reusing one buffer so that
@@ -143,7 +145,8 @@ func (t *Transformer) Transform(frame []byte, lt layers.LinkType) (Result, error
 	}
 	d := &t.d
 	d.dissect(frame, lt)
-	res := Result{Flow: flowID(frame, d)}
+	var res Result
+	res.Flow, res.Tuple = flowID(frame, d)
 	if t.opts.Layout == LayoutPaper {
 		res.Verdict = t.paper(frame, &res)
 	} else {

@@ -3,14 +3,38 @@ package features
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
+	"net/netip"
 )
+
+// FiveTuple is a flow's endpoints, in the fixed order its id hashes them
+// (the lower address, or port on equal addresses, first).
+type FiveTuple struct {
+	Proto        uint8 // IP protocol number: 6 TCP, 17 UDP
+	A, B         netip.Addr
+	PortA, PortB uint16
+}
+
+// String is "tcp 10.0.0.1:443 10.0.0.2:51000" ("proto-N" for other
+// protocols; ports left out when the protocol has none); "" for no flow.
+func (t FiveTuple) String() string {
+	if !t.A.IsValid() {
+		return ""
+	}
+	name := map[uint8]string{6: "tcp", 17: "udp"}[t.Proto]
+	if name == "" {
+		return fmt.Sprintf("proto-%d %s %s", t.Proto, t.A, t.B)
+	}
+	return fmt.Sprintf("%s %s %s", name, netip.AddrPortFrom(t.A, t.PortA), netip.AddrPortFrom(t.B, t.PortB))
+}
 
 // flowID hashes the first IP header's addresses, the protocol and the first
 // transport header's ports (FNV-1a, 64 bits) with the two endpoints in a
-// fixed order, so that both directions of a connection share one id.
-func flowID(frame []byte, d *dissection) int64 {
+// fixed order, so that both directions of a connection share one id; it
+// also returns that 5-tuple.
+func flowID(frame []byte, d *dissection) (int64, FiveTuple) {
 	if d.net < 0 {
-		return 0
+		return 0, FiveTuple{}
 	}
 	ip := d.net
 	var a, b []byte
@@ -43,5 +67,11 @@ func flowID(frame []byte, d *dissection) int64 {
 	mix([]byte{byte(pa >> 8), byte(pa), proto})
 	mix(b)
 	mix([]byte{byte(pb >> 8), byte(pb)})
-	return int64(h)
+	addr := func(p []byte) netip.Addr {
+		if len(p) == 4 {
+			return netip.AddrFrom4([4]byte(p))
+		}
+		return netip.AddrFrom16([16]byte(p))
+	}
+	return int64(h), FiveTuple{Proto: proto, A: addr(a), B: addr(b), PortA: pa, PortB: pb}
 }
