@@ -4,12 +4,14 @@
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // File is an output being written. Call Commit when every byte is written,
@@ -49,11 +51,30 @@ func Create(path string) (*File, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create %s: %w", dir, err)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	prefix := "." + filepath.Base(path) + ".tmp-"
+	removeStale(dir, prefix)
+	f, err := os.CreateTemp(dir, prefix+strconv.Itoa(os.Getpid())+"-*")
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", path, err)
 	}
 	return &File{File: f, path: path}, nil
+}
+
+// removeStale removes the temporary files of this output that processes no
+// longer running left (a run killed before it could clean up): their names
+// carry the writer's process id.
+func removeStale(dir, prefix string) {
+	names, _ := filepath.Glob(filepath.Join(dir, prefix+"*"))
+	for _, name := range names {
+		pidText, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(name), prefix), "-")
+		pid, err := strconv.Atoi(pidText)
+		if err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			os.Remove(name)
+		}
+	}
 }
 
 // Path is the final name the file gets on Commit.

@@ -2,7 +2,9 @@ package atomicfile
 
 import (
 	"bytes"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 )
@@ -108,5 +110,33 @@ func TestPermissionsFollowUmask(t *testing.T) {
 	}
 	if Umask() != 0o022 {
 		t.Logf("umask is %03o", Umask())
+	}
+}
+
+// A temporary file that a killed run left (its process gone) is removed by
+// the next writer of the same output; one of a running process is not.
+func TestStaleTemporaryFilesRemoved(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.csv")
+	// A process that has exited: its id is free (until reused).
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Skip(err)
+	}
+	dead := filepath.Join(dir, fmt.Sprintf(".out.csv.tmp-%d-123", cmd.Process.Pid))
+	alive := filepath.Join(dir, fmt.Sprintf(".out.csv.tmp-%d-456", os.Getppid()))
+	for _, p := range []string{dead, alive} {
+		if err := os.WriteFile(p, make([]byte, 1<<20), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := WriteFile(out, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dead); err == nil {
+		t.Error("the dead run's temporary file is still there")
+	}
+	if _, err := os.Stat(alive); err != nil {
+		t.Error("a running process's temporary file was removed")
 	}
 }
