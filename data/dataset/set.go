@@ -475,6 +475,9 @@ func (s *SetFile) detect() error {
 		return errors.New(`no "feature" column`)
 	}
 	if label == nil {
+		if _, ok := schema.Lookup("app_label"); ok {
+			return errors.New(`no "label" column: this is a preprocessed capture (app_label, traffic_label), not a train or test set; run split on the preprocess folder and give one of its sets (SETS/application_classification/test.parquet)`)
+		}
 		return errors.New(`no "label" column`)
 	}
 	switch kind := feature.Node.Type().Kind(); {
