@@ -100,7 +100,9 @@ func LoadScriptClassifier(path string, device torch.Device, task string, signalL
 	if err == nil {
 		c.task = TaskForOutputDim(c.out)
 		if task != "" {
-			c.task, err = ParseTask(task)
+			if c.task, err = ParseTask(task); err == nil && c.out < c.task.Classes {
+				err = fmt.Errorf("--task %s has %d classes, the model %d outputs", task, c.task.Classes, c.out)
+			}
 		}
 	}
 	if err != nil {

@@ -1,7 +1,6 @@
 package deeppacket
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"math"
 	"os"
@@ -23,19 +22,6 @@ type fixture struct {
 	hyperparams map[string]any
 }
 
-func readF32(t *testing.T, path string) []float32 {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make([]float32, len(b)/4)
-	for i := range out {
-		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-	}
-	return out
-}
-
 func loadFixture(t *testing.T, name string) fixture {
 	t.Helper()
 	base := strings.TrimSuffix(testenv.Shared(t, "fixtures/"+name+".ckpt"), ".ckpt")
@@ -51,8 +37,8 @@ func loadFixture(t *testing.T, name string) fixture {
 	if err := json.Unmarshal(b, &meta); err != nil {
 		t.Fatal(err)
 	}
-	return fixture{ckpt: base + ".ckpt", inputs: readF32(t, base+".inputs.f32"), inShape: meta.InputsShape,
-		logits: readF32(t, base+".logits.f32"), logitsShape: meta.LogitsShape, hyperparams: meta.HyperParameters}
+	return fixture{ckpt: base + ".ckpt", inputs: testenv.ReadFloat32s(t, base+".inputs.f32"), inShape: meta.InputsShape,
+		logits: testenv.ReadFloat32s(t, base+".logits.f32"), logitsShape: meta.LogitsShape, hyperparams: meta.HyperParameters}
 }
 
 // logitsOf runs m on x in eval mode without autograd.

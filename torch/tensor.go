@@ -218,15 +218,19 @@ func FromSlice[T element](s *Scope, data []T, shape []int64, device Device) *Ten
 	if n := numel(shape); int64(len(data)) != n {
 		return failed(fmt.Errorf("from slice: %d values for shape %v (%d elements)", len(data), shape, n))
 	}
-	var ptr unsafe.Pointer
-	if len(data) > 0 {
-		ptr = unsafe.Pointer(&data[0])
+	if len(data) == 0 {
+		return fromData(s, nil, dtypeOf[T](), shape, device)
 	}
+	return fromData(s, unsafe.Pointer(&data[0]), dtypeOf[T](), shape, device)
+}
+
+// fromData copies the elements at ptr into a new tensor.
+func fromData(s *Scope, ptr unsafe.Pointer, dtype DType, shape []int64, device Device) *Tensor {
 	sp, nd := shapeArg(shape)
 	dev := cString(device.String())
 	defer freeC(dev)
 	var h C.dpt_tensor
-	err := C.dpt_from_data(ptr, sp, nd, C.int(dtypeOf[T]()), dev, &h)
+	err := C.dpt_from_data(ptr, sp, nd, C.int(dtype), dev, &h)
 	return newTensor(h, err, s)
 }
 
@@ -237,16 +241,10 @@ func FromBytes(s *Scope, data []byte, dtype DType, shape []int64, device Device)
 	if n := numel(shape) * int64(dtype.size()); int64(len(data)) != n {
 		return failed(fmt.Errorf("from bytes: %d bytes for %s%v (%d bytes)", len(data), dtype, shape, n))
 	}
-	var ptr unsafe.Pointer
-	if len(data) > 0 {
-		ptr = unsafe.Pointer(&data[0])
+	if len(data) == 0 {
+		return fromData(s, nil, dtype, shape, device)
 	}
-	sp, nd := shapeArg(shape)
-	dev := cString(device.String())
-	defer freeC(dev)
-	var h C.dpt_tensor
-	err := C.dpt_from_data(ptr, sp, nd, C.int(dtype), dev, &h)
-	return newTensor(h, err, s)
+	return fromData(s, unsafe.Pointer(&data[0]), dtype, shape, device)
 }
 
 // Bytes copies the tensor's elements out as bytes, in its dtype and the

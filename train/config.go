@@ -7,8 +7,6 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
-
-	"github.com/deeppacket/deeppacket/deeppacket"
 )
 
 // Config is one experiment: everything a run depends on. Its keys (the
@@ -188,8 +186,6 @@ func (c *Config) Validate() error {
 	}
 	if c.Model.OutputDim < 2 {
 		bad("model.output_dim %d: want at least 2 classes", c.Model.OutputDim)
-	} else if task, err := deeppacket.ParseTask(c.Task); err == nil && c.Model.OutputDim < int64(task.Classes) {
-		bad("model.output_dim %d: the %s task has %d classes (the reference's models have %d outputs)", c.Model.OutputDim, task.Name, task.Classes, task.OutputDim)
 	}
 	if c.Model.SignalLength < 1 {
 		bad("model.signal_length %d: want at least 1", c.Model.SignalLength)

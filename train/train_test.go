@@ -505,7 +505,7 @@ func TestModelKinds(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			fromScript, err := Evaluate(context.Background(), res.TorchScript, set, EvalOptions{Device: torch.CPU})
+			fromScript, err := Evaluate(context.Background(), res.TorchScript, set, EvalOptions{Device: torch.CPU, AllowTorchScript: true})
 			if err != nil {
 				t.Fatal(err)
 			}

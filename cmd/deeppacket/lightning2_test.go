@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/binary"
 	"math"
 	"os"
 	"os/exec"
@@ -47,7 +46,7 @@ func TestLightning2Interop(t *testing.T) {
 		t.Fatalf("lightning2.py: %v", err)
 	}
 
-	x, logits := readF32(t, filepath.Join(out, "x.f32")), readF32(t, filepath.Join(out, "logits.f32"))
+	x, logits := testenv.ReadFloat32s(t, filepath.Join(out, "x.f32")), testenv.ReadFloat32s(t, filepath.Join(out, "logits.f32"))
 	pl2 := filepath.Join(out, "pl2.ckpt")
 	for _, model := range []string{pl2, filepath.Join(out, "py.safetensors")} {
 		m, err := deeppacket.Load(model)
@@ -96,18 +95,6 @@ func TestLightning2Interop(t *testing.T) {
 	}
 }
 
-func readF32(t *testing.T, path string) []float32 {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make([]float32, len(b)/4)
-	for i := range out {
-		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-	}
-	return out
-}
 
 // forward runs m in eval mode on x, packets of 1500 values.
 func forward(t *testing.T, m deeppacket.Model, x []float32) []float32 {

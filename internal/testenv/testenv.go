@@ -6,6 +6,8 @@
 package testenv
 
 import (
+	"encoding/binary"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -82,4 +84,19 @@ func Python(t testing.TB) string {
 		missing(t, "%s cannot import torch and scapy (run scripts/install-deps.sh): %s", pythonPath, pythonErr)
 	}
 	return pythonPath
+}
+
+// ReadFloat32s reads a file of little-endian float32 values (the fixtures'
+// .f32 files).
+func ReadFloat32s(t testing.TB, path string) []float32 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]float32, len(b)/4)
+	for i := range out {
+		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return out
 }
