@@ -95,7 +95,6 @@ func TestLightning2Interop(t *testing.T) {
 	}
 }
 
-
 // forward runs m in eval mode on x, packets of 1500 values.
 func forward(t *testing.T, m deeppacket.Model, x []float32) []float32 {
 	t.Helper()
