@@ -10,6 +10,9 @@
 #   python3-torch          Debian's PyTorch 1.13, the parity reference for that build
 #   python3-scapy          scapy 2.5, the reference preprocessing as the reference ran it
 #   python3-pandas         reads Parquet with Debian's Python
+#   libpcap-dev            libpcap, which `deeppacket live` captures with (cgo: headers to build, library to run)
+#   tcpreplay              replays captures onto a veth for live's tests and `make bench-live`
+#   iproute2               `ip netns` and veth pairs for the same
 # PyPI, into .venv at the repository root (requirements.txt, pinned): PyTorch 2.x,
 # whose torch package ships the include/ and lib/ the shim is built against by
 # default, pytorch-lightning 2.x, the newest scapy, safetensors, onnxruntime and
@@ -18,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(build-essential python3-venv libtorch-dev libopenblas0-pthread python3-torch python3-scapy python3-pandas)
+packages=(build-essential python3-venv libtorch-dev libopenblas0-pthread python3-torch python3-scapy python3-pandas libpcap-dev tcpreplay iproute2)
 venv=.venv
 stamp=$venv/.requirements.txt
 
