@@ -149,12 +149,22 @@ func OpenFile(path string, speed float64, filter string) (Source, error) {
 	}
 	s := &fileSource{path: path, r: r, speed: speed}
 	if filter != "" {
-		if s.filter, err = pcap.NewBPF(r.LinkType(), 1<<18, filter); err != nil {
+		if s.filter, err = pcap.NewBPF(dlt(r.LinkType()), 1<<18, filter); err != nil {
 			r.Close()
 			return nil, fmt.Errorf("read %s: filter %q: %w", path, filter, err)
 		}
 	}
 	return s, nil
+}
+
+// dlt is the libpcap DLT_ value of a capture file's link type: they are
+// equal but for raw IP, which files record as LINKTYPE_RAW (101) and Linux's
+// libpcap compiles filters for as DLT_RAW (12).
+func dlt(lt layers.LinkType) layers.LinkType {
+	if lt == layers.LinkTypeRaw {
+		return 12
+	}
+	return lt
 }
 
 func (s *fileSource) Read(ctx context.Context) ([]byte, gopacket.CaptureInfo, error) {

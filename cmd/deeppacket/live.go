@@ -23,7 +23,7 @@ func init() { register(newLiveCmd) }
 // defaultVerdictAfter is the smallest k whose flow accuracy on ISCX is
 // within 1 point of the whole-flow vote (BENCHMARKS.md, "live: verdict
 // after k").
-const defaultVerdictAfter = 3
+const defaultVerdictAfter = 1
 
 const (
 	defaultMaxDelay      = 200 * time.Millisecond
