@@ -24,7 +24,7 @@ import (
 
 // Config is what the engine needs besides its source.
 type Config struct {
-	Model     deeppacket.Model
+	Model     deeppacket.Classifier
 	BatchSize int // packets per forward pass
 	// MaxDelay bounds the time from a packet's arrival to its
 	// classification: a partial batch is run when its first packet has

@@ -29,7 +29,7 @@ import (
 
 func testConfig(m deeppacket.Model, out *Output) Config {
 	return Config{
-		Model: m, BatchSize: 64, MaxDelay: 50 * time.Millisecond, VerdictAfter: 3,
+		Model: deeppacket.AsClassifier(m), BatchSize: 64, MaxDelay: 50 * time.Millisecond, VerdictAfter: 3,
 		IdleTimeout: time.Hour, ActiveTimeout: time.Hour, MaxFlows: 1 << 16, QueueLen: 1024,
 		Output: out, Metrics: NewMetrics(),
 	}

@@ -84,7 +84,7 @@ func CreateOutput(path string, limit int64, keep int, force bool) (*Output, erro
 	}
 	f, err := os.OpenFile(path, flag, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("output %s: %w (use --force to replace it)", path, err)
+		return nil, fmt.Errorf("output %s: %w", path, err)
 	}
 	return &Output{w: bufio.NewWriterSize(f, 1<<16), path: path, file: f, limit: limit, keep: max(keep, 1)}, nil
 }

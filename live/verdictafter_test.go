@@ -98,7 +98,7 @@ func flowPrefixVotes(b testing.TB, m deeppacket.Model, path string) map[int64]*[
 	if err != nil {
 		b.Fatal(err)
 	}
-	probs, err := deeppacket.Probabilities(m, batch)
+	probs, err := deeppacket.Probabilities(deeppacket.AsClassifier(m), batch)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/deeppacket/deeppacket/deeppacket"
 	"github.com/deeppacket/deeppacket/live"
 	"github.com/deeppacket/deeppacket/torch"
 )
@@ -69,9 +68,7 @@ http://--metrics-addr/metrics.`,
 	f.String("read-file", "", "replay this capture file instead of capturing")
 	f.Float64("replay-speed", 1, "with --read-file: times the recorded pace (0: as fast as possible)")
 	f.String("filter", "", "BPF filter expression (tcpdump's syntax)")
-	f.String("model", "", "model checkpoint (required)")
-	f.Int("batch-size", 1024, "packets per forward pass")
-	f.String("device", "auto", "cpu, cuda, cuda:N or auto")
+	addModelFlags(f)
 	f.Duration("max-delay", defaultMaxDelay, "longest wait of a packet for its batch")
 	f.Int("verdict-after", defaultVerdictAfter, "a flow's first verdict after this many classified packets")
 	f.Duration("idle-timeout", defaultIdleTimeout, "a flow ends after this long without a packet")
@@ -80,7 +77,7 @@ http://--metrics-addr/metrics.`,
 	f.Int("queue", 8192, "packets waiting for the model at most (more are dropped and counted)")
 	f.Bool("packets", false, "a row per classified packet too")
 	f.StringP("output", "o", "", "output file (default stdout)")
-	f.Bool("force", false, "replace an existing output file")
+	f.Bool("overwrite", false, "replace the output file if it exists")
 	f.Int64("rotate-size", 0, "rotate the output file at this many bytes (0: never)")
 	f.Int("rotate-keep", 5, "rotated files kept")
 	f.Duration("stats-interval", defaultStatsInterval, "log the counters this often (0: only at exit)")
@@ -125,7 +122,10 @@ func runLive(cmd *cobra.Command, _ []string) error {
 
 	var out *live.Output
 	if path := v.GetString("output"); path != "" && path != "-" {
-		if out, err = live.CreateOutput(path, v.GetInt64("rotate_size"), v.GetInt("rotate_keep"), v.GetBool("force")); err != nil {
+		if err := checkOutputFile(path, v.GetBool("overwrite")); err != nil {
+			return fmt.Errorf("live: %w", err)
+		}
+		if out, err = live.CreateOutput(path, v.GetInt64("rotate_size"), v.GetInt("rotate_keep"), v.GetBool("overwrite")); err != nil {
 			return fmt.Errorf("live: %w", err)
 		}
 	} else {
@@ -133,14 +133,11 @@ func runLive(cmd *cobra.Command, _ []string) error {
 	}
 	defer out.Close()
 
-	m, err := deeppacket.Load(modelPath)
+	m, closeModel, err := loadClassifier(modelPath, device, v.GetBool("allow_torchscript"), v.GetString("task"), v.GetInt("signal_length"))
 	if err != nil {
 		return err
 	}
-	defer m.Close()
-	if err := m.Store().To(device); err != nil {
-		return err
-	}
+	defer closeModel()
 	metrics := live.NewMetrics()
 	e, err := live.New(src, live.Config{
 		Model: m, BatchSize: v.GetInt("batch_size"), MaxDelay: v.GetDuration("max_delay"),
@@ -166,7 +163,7 @@ func runLive(cmd *cobra.Command, _ []string) error {
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	slog.Info("capturing", "interface", iface, "file", file, "model", modelPath, "kind", m.Kind(),
+	slog.Info("capturing", "interface", iface, "file", file, "model", modelPath,
 		"task", m.Task().Name, "layout", m.Preprocessing().Layout, "device", device)
 	runErr := e.Run(ctx)
 	slog.Info("live: final counters", e.Counters.LogAttrs()...)
