@@ -43,7 +43,7 @@ endif
 CXXFLAGS ?= -O3
 SHIM_FLAGS := -std=$(CXXSTD) -ffp-contract=off -fPIC -shared -Wall -Wno-unused-parameter $(TORCH_CFLAGS)
 
-.PHONY: FORCE all build shim test test-torch113 test-cpu-variants test-short vet fmt bench bench-train bench-train-epoch bench-preprocess bench-split bench-predict demo clean
+.PHONY: FORCE all build shim test test-torch113 test-cpu-variants test-short vet fmt bench bench-train bench-train-epoch bench-preprocess bench-split bench-predict bench-live demo clean
 
 all: build
 
@@ -107,6 +107,10 @@ bench-split: build
 
 bench-predict: build
 	PYTHON=$(PYTHON) scripts/bench-predict.sh
+
+# Needs root: network namespaces, a veth pair and tcpreplay.
+bench-live: build
+	scripts/bench-live.sh
 
 demo:
 	scripts/demo.sh

@@ -82,7 +82,7 @@ http://--metrics-addr/metrics.`,
 	f.Int("rotate-keep", 5, "rotated files kept")
 	f.Duration("stats-interval", defaultStatsInterval, "log the counters this often (0: only at exit)")
 	f.String("metrics-addr", "", "serve Prometheus metrics at this address (host:port)")
-	f.Int("snaplen", 262144, "bytes captured per packet")
+	f.Int("snaplen", 65535, "bytes captured per packet (libpcap sizes the ring's blocks by it)")
 	f.Int("buffer-size", 64<<20, "bytes of the kernel capture ring")
 	f.Bool("promisc", false, "put the interface in promiscuous mode")
 	return cmd
