@@ -70,14 +70,15 @@ func BenchmarkVerdictAfter(b *testing.B) {
 			acc := 100 * float64(correct[k]) / float64(flows)
 			same := 100 * float64(agree[k]) / float64(flows)
 			b.ReportMetric(acc, fmt.Sprintf("acc%%_k%d", k))
-			fmt.Fprintf(&table, "\n  k=%2d  accuracy %6.2f%%  same verdict as the whole flow %6.2f%%", k, acc, same)
+			b.ReportMetric(same, fmt.Sprintf("same%%_k%d", k))
+			fmt.Fprintf(&table, "; k=%d %.2f%% (same as whole %.2f%%)", k, acc, same)
 			if chosen == 0 && acc >= whole-1 {
 				chosen = k
 			}
 		}
 		b.ReportMetric(whole, "acc%_whole")
 		b.ReportMetric(float64(chosen), "chosen_k")
-		b.Logf("%d flows; whole-flow vote: accuracy %.2f%%%s\nsmallest k within 1 point of the whole flow's accuracy: %d", flows, whole, table.String(), chosen)
+		b.Logf("%d flows; whole-flow vote: accuracy %.2f%%%s; smallest k within 1 point of the whole flow's accuracy: %d", flows, whole, table.String(), chosen)
 	}
 }
 
