@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -135,7 +136,7 @@ func TestReplayFile(t *testing.T) {
 	for id, v := range want {
 		f, ok := final[flowString(id)]
 		label, prob := v[0].Verdict()
-		if !ok || f.LabelID != label || f.Packets != v[0].Packets() || abs(f.Probability-prob) > 1e-5 {
+		if !ok || f.LabelID != label || f.Packets != v[0].Packets() || math.Abs(f.Probability-prob) > 1e-5 {
 			t.Errorf("flow %s: live %+v, predict's rule: label %d, %.6f over %d packets", flowString(id), f, label, prob, v[0].Packets())
 		}
 	}
@@ -162,13 +163,6 @@ func TestReplayFile(t *testing.T) {
 	if skipped != float64(c.SkippedTotal()) || skipped == 0 {
 		t.Errorf("skipped metrics sum to %v, counter %d", skipped, c.SkippedTotal())
 	}
-}
-
-func abs(x float64) float64 {
-	if x < 0 {
-		return -x
-	}
-	return x
 }
 
 // TestReplayPace replays a capture at 20 times its recorded pace: it takes
