@@ -151,12 +151,20 @@ func New(src Source, cfg Config) (*Engine, error) {
 // what is queued and gives every open flow its final verdict ("shutdown"
 // or "end"). A cancelled ctx is a normal end: Run returns nil.
 func (e *Engine) Run(ctx context.Context) error {
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
 	readErr := make(chan error, 1)
 	go func() {
-		readErr <- e.read(ctx)
+		readErr <- e.read(readCtx)
 		close(e.queue)
 	}()
 	err := e.classifyLoop()
+	if err != nil {
+		// The model failed: stop the reader, which may wait for room.
+		stopReading()
+		for range e.queue {
+		}
+	}
 	rerr := <-readErr
 	e.updateKernelDrops()
 	reason := ReasonEnd

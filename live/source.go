@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gopacket/gopacket"
@@ -130,6 +131,9 @@ type fileSource struct {
 	speed  float64
 	rec    capture.Record
 
+	// The clock: Read sets it, Now (called from another goroutine) reads
+	// it.
+	mu            sync.Mutex
 	started       bool
 	firstTS, last time.Time // capture clock: first and latest packet
 	wallStart     time.Time
@@ -177,12 +181,15 @@ func (s *fileSource) Read(ctx context.Context) ([]byte, gopacket.CaptureInfo, er
 			return nil, gopacket.CaptureInfo{}, fmt.Errorf("read %s: %w", s.path, err)
 		}
 		ci := gopacket.CaptureInfo{Timestamp: s.rec.Timestamp, CaptureLength: len(s.rec.Data), Length: len(s.rec.Data)}
+		s.mu.Lock()
 		if !s.started {
 			s.started, s.firstTS, s.wallStart = true, ci.Timestamp, time.Now()
 		}
 		s.last = ci.Timestamp
+		firstTS, wallStart := s.firstTS, s.wallStart
+		s.mu.Unlock()
 		if s.speed > 0 {
-			due := s.wallStart.Add(time.Duration(float64(ci.Timestamp.Sub(s.firstTS)) / s.speed))
+			due := wallStart.Add(time.Duration(float64(ci.Timestamp.Sub(firstTS)) / s.speed))
 			if wait := time.Until(due); wait > 0 {
 				t := time.NewTimer(wait)
 				select {
@@ -202,7 +209,7 @@ func (s *fileSource) Read(ctx context.Context) ([]byte, gopacket.CaptureInfo, er
 
 // LinkType is the last packet's (a pcapng file may mix link types).
 func (s *fileSource) LinkType() layers.LinkType {
-	if s.started {
+	if s.started { // only Read's goroutine writes it
 		return s.rec.LinkType
 	}
 	return s.r.LinkType()
@@ -212,6 +219,8 @@ func (s *fileSource) LinkType() layers.LinkType {
 func (s *fileSource) KernelDrops() (int64, error) { return 0, nil }
 
 func (s *fileSource) Now() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.speed > 0 && s.started {
 		return s.firstTS.Add(time.Duration(float64(time.Since(s.wallStart)) * s.speed))
 	}
