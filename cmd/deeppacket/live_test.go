@@ -110,10 +110,19 @@ func ethernetCapture(t *testing.T, from, to string, span time.Duration, mac net.
 	return n
 }
 
-// buildCLI builds deeppacket into the test's folder.
+// buildCLI builds deeppacket into a folder any user can reach, removed
+// when the test ends.
 func buildCLI(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "deeppacket")
+	dir, err := os.MkdirTemp("", "deeppacket-live-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "deeppacket")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -303,5 +312,57 @@ func TestLiveVeth(t *testing.T) {
 				t.Error("no flow seen whole")
 			}
 		})
+	}
+}
+
+// TestLiveWithoutPrivileges runs deeppacket as a user without capabilities
+// (as root: nobody, through setpriv): replaying a capture works and ends
+// with status 0 and its verdicts, and capturing on an interface is refused
+// with an error naming CAP_NET_RAW.
+func TestLiveWithoutPrivileges(t *testing.T) {
+	model := testenv.Shared(t, "fixtures/reference_traffic_resnet.ckpt")
+	capture := testenv.Shared(t, "pcaps/iscx/vpn_icq_chat.pcap")
+	shim := filepath.Join(testenv.RepoRoot(t), "build", "libdptorch.so")
+	bin := buildCLI(t)
+	dir := filepath.Dir(bin)
+	unprivileged := func(args ...string) *exec.Cmd {
+		if os.Geteuid() != 0 {
+			return exec.Command(bin, args...)
+		}
+		setpriv, err := exec.LookPath("setpriv")
+		if err != nil {
+			t.Skipf("running as root, and setpriv (util-linux), which drops to nobody, is missing: %v", err)
+		}
+		return exec.Command(setpriv, append([]string{"--reuid=65534", "--regid=65534", "--clear-groups",
+			"--inh-caps=-all", "--bounding-set=-all", bin}, args...)...)
+	}
+
+	replay := unprivileged("live", "--quiet", "--read-file", capture, "--replay-speed", "0", "--model", model)
+	replay.Env = append(os.Environ(), "DEEPPACKET_SHIM="+shim)
+	replay.Dir = dir
+	out, err := replay.Output()
+	if err != nil {
+		t.Fatalf("replay without privileges: %v\n%s", err, err.(*exec.ExitError).Stderr)
+	}
+	ends := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var f liveFlow
+		if err := json.Unmarshal([]byte(line), &f); err != nil {
+			t.Fatalf("output %q: %v", line, err)
+		}
+		if f.Reason == "end" {
+			ends++
+		}
+	}
+	if ends == 0 {
+		t.Errorf("no flow verdicts at the end of the replay:\n%s", out)
+	}
+
+	capturing := unprivileged("live", "--quiet", "--interface", "lo", "--model", model)
+	capturing.Env = append(os.Environ(), "DEEPPACKET_SHIM="+shim)
+	capturing.Dir = dir
+	msg, err := capturing.CombinedOutput()
+	if err == nil || !strings.Contains(string(msg), "CAP_NET_RAW") {
+		t.Errorf("capturing without privileges: %v\n%s", err, msg)
 	}
 }
