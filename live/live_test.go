@@ -290,7 +290,7 @@ func TestFloodBoundedMemory(t *testing.T) {
 	}
 	defer m.Close()
 	m.Store().Eval()
-	const maxFlows = 2000
+	const maxFlows = 100
 	cfg := testConfig(m, NewOutput(io.Discard))
 	cfg.MaxFlows, cfg.QueueLen, cfg.VerdictAfter = maxFlows, 256, 1
 	var heap []uint64
@@ -323,7 +323,7 @@ func TestFloodBoundedMemory(t *testing.T) {
 	if c.FlowsEvicted.Load() != classified-maxFlows || c.FlowsEnded.Load() != classified {
 		t.Errorf("evicted %d, ended %d; want %d and %d", c.FlowsEvicted.Load(), c.FlowsEnded.Load(), classified-maxFlows, classified)
 	}
-	t.Logf("%v; heap after each 50,000 packets (MB): %v", c.LogAttrs(), heap)
+	t.Logf("%v; heap after each 50,000 packets (bytes): %v", c.LogAttrs(), heap)
 	if last, first := heap[len(heap)-1], heap[0]; last > first+first/2+(4<<20) {
 		t.Errorf("heap grew from %d to %d bytes over the flood", first, last)
 	}

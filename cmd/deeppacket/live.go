@@ -93,6 +93,10 @@ func runLive(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
+	// From here on SIGINT and SIGTERM end the run normally (a signal while
+	// the model loads ends it as soon as it starts).
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	iface, file := v.GetString("interface"), v.GetString("read_file")
 	if (iface == "") == (file == "") {
 		return errors.New("live: give one of --interface IF or --read-file CAPTURE")
@@ -161,8 +165,6 @@ func runLive(cmd *cobra.Command, _ []string) error {
 		defer srv.Close()
 		slog.Info("metrics", "url", "http://"+ln.Addr().String()+"/metrics")
 	}
-	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	slog.Info("capturing", "interface", iface, "file", file, "model", modelPath,
 		"task", m.Task().Name, "layout", m.Preprocessing().Layout, "device", device)
 	runErr := e.Run(ctx)
