@@ -2,6 +2,7 @@ package deeppacket
 
 import (
 	"fmt"
+	"sort"
 
 	"github.com/deeppacket/deeppacket/data/features"
 
@@ -170,4 +171,50 @@ func (v *FlowVote) Winner() (class, packets int64) {
 		}
 	}
 	return class, packets
+}
+
+// TopClasses appends to dst the k classes of highest probability in row,
+// most probable first (ties to the lower id): a packet's class is
+// TopClasses(dst, row, 1)[0].
+func TopClasses(dst []int, row []float32, k int) []int {
+	for c := range row {
+		dst = append(dst, c)
+	}
+	sort.SliceStable(dst, func(i, j int) bool { return row[dst[i]] > row[dst[j]] })
+	return dst[:k]
+}
+
+// FlowScore is a flow's verdict as predict and live give it: its class by
+// the flow rule (FlowVote over its packets' classes) and the mean
+// probability of that class over its packets. The zero value is empty.
+type FlowScore struct {
+	votes   FlowVote
+	sum     []float64 // summed probabilities per class
+	packets int64
+}
+
+// Add counts one packet: its class and its probabilities (a row of
+// Probabilities).
+func (f *FlowScore) Add(class int, row []float32) {
+	if f.sum == nil {
+		f.sum = make([]float64, len(row))
+	}
+	f.votes.Add(int64(class))
+	for c, p := range row {
+		f.sum[c] += float64(p)
+	}
+	f.packets++
+}
+
+// Packets is the number of packets counted.
+func (f *FlowScore) Packets() int64 { return f.packets }
+
+// Verdict is the flow's class and that class's mean probability over its
+// packets; (-1, 0) when no packet was counted.
+func (f *FlowScore) Verdict() (class int, probability float64) {
+	c, _ := f.votes.Winner()
+	if c < 0 {
+		return -1, 0
+	}
+	return int(c), f.sum[c] / float64(f.packets)
 }

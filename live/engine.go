@@ -3,7 +3,7 @@
 // through the preprocessing of `deeppacket preprocess` (features.Transformer,
 // the model's layout), are classified in batches by the model exactly as
 // `deeppacket predict` does (deeppacket.Batch and Probabilities), and their
-// flows get predict's verdict (deeppacket.Vote) after their first k packets
+// flows get predict's verdict (deeppacket.FlowScore) after their first k packets
 // and again when they end. Memory is bounded: the queue between capture and
 // model and the flow table have fixed sizes, and what does not fit is
 // dropped or evicted, and counted.
@@ -98,7 +98,7 @@ func (c *Counters) LogAttrs() []any {
 type item struct {
 	feature []byte
 	flow    int64
-	tuple   features.Tuple
+	tuple   features.FiveTuple
 	ts      time.Time // capture time
 	arrival time.Time // wall clock, when read
 }
@@ -115,6 +115,7 @@ type Engine struct {
 
 	batch   *deeppacket.Batch
 	pending []*item
+	top     []int
 	flows   *flowTable
 }
 
@@ -310,8 +311,9 @@ func (e *Engine) classify() error {
 	task := e.cfg.Model.Task()
 	for i, it := range e.pending {
 		row := probs[i*k : (i+1)*k]
+		e.top = deeppacket.TopClasses(e.top[:0], row, 1)
+		best := e.top[0]
 		if e.cfg.Packets {
-			best := deeppacket.Argmax(row)
 			if err := e.cfg.Output.write(PacketRow{"packet", timeString(it.ts), flowString(it.flow), best, task.ClassName(best), float64(row[best])}); err != nil {
 				return err
 			}
@@ -322,8 +324,8 @@ func (e *Engine) classify() error {
 				e.Counters.FlowsEvicted.Add(1)
 				e.endFlow(evicted, ReasonEvicted)
 			}
-			f.vote.Add(row)
-			if f.vote.Packets() == int64(e.cfg.VerdictAfter) {
+			f.score.Add(best, row)
+			if f.score.Packets() == int64(e.cfg.VerdictAfter) {
 				latency := time.Since(it.arrival)
 				if err := e.verdict(f, ReasonFirstK, &latency); err != nil {
 					return err
@@ -349,11 +351,10 @@ func (e *Engine) endFlow(f *flow, reason string) {
 
 func (e *Engine) verdict(f *flow, reason string, latency *time.Duration) error {
 	e.Counters.Verdicts.Add(1)
-	best, prob := f.vote.Verdict()
+	best, prob := f.score.Verdict()
 	row := FlowRow{
-		Row: "flow", Time: timeString(e.src.Now()), Flow: flowString(f.id),
-		Src: f.tuple.Src.String(), SrcPort: f.tuple.SrcPort, Dst: f.tuple.Dst.String(), DstPort: f.tuple.DstPort, Proto: f.tuple.Proto,
-		LabelID: best, Label: e.cfg.Model.Task().ClassName(best), Probability: prob, Packets: f.vote.Packets(), Reason: reason,
+		Row: "flow", Time: timeString(e.src.Now()), Flow: flowString(f.id), Tuple: f.tuple.String(),
+		LabelID: best, Label: e.cfg.Model.Task().ClassName(best), Probability: prob, Packets: f.score.Packets(), Reason: reason,
 	}
 	if latency != nil {
 		ms := float64(*latency) / float64(time.Millisecond)

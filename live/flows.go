@@ -18,12 +18,12 @@ const (
 )
 
 // flow is one entry of the table: a direction-independent 5-tuple and the
-// vote of its classified packets.
+// score of its classified packets (predict's flow rule).
 type flow struct {
 	id          int64
-	tuple       features.Tuple // of the first packet
-	first, last time.Time      // source clock
-	vote        deeppacket.Vote
+	tuple       features.FiveTuple
+	first, last time.Time // source clock
+	score       deeppacket.FlowScore
 	prev, next  *flow // activity order, least recent first
 }
 
@@ -68,7 +68,7 @@ func (t *flowTable) pushNewest(f *flow) {
 // touch returns the flow of a packet at time now, creating it when new; a
 // full table first gives up its least recently active flow, returned as
 // evicted.
-func (t *flowTable) touch(id int64, tuple features.Tuple, now time.Time) (f, evicted *flow) {
+func (t *flowTable) touch(id int64, tuple features.FiveTuple, now time.Time) (f, evicted *flow) {
 	if f = t.byID[id]; f != nil {
 		t.unlink(f)
 	} else {

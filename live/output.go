@@ -14,12 +14,8 @@ import (
 type FlowRow struct {
 	Row         string  `json:"row"` // "flow"
 	Time        string  `json:"time"`
-	Flow        string  `json:"flow"` // the flow id of predict, 16 hex digits
-	Src         string  `json:"src"`
-	SrcPort     uint16  `json:"sport"`
-	Dst         string  `json:"dst"`
-	DstPort     uint16  `json:"dport"`
-	Proto       uint8   `json:"proto"`
+	Flow        string  `json:"flow"`  // the flow id of predict, 16 hex digits
+	Tuple       string  `json:"tuple"` // "tcp 10.0.0.1:443 10.0.0.2:51000", as predict
 	LabelID     int     `json:"label_id"`
 	Label       string  `json:"label"`
 	Probability float64 `json:"probability"`

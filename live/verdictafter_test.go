@@ -49,7 +49,7 @@ func BenchmarkVerdictAfter(b *testing.B) {
 				continue
 			}
 			want := int(*lab.Traffic)
-			for _, prefixes := range flowPrefixVotes(b, m, path) {
+			for _, prefixes := range flowPrefixScores(b, m, path) {
 				flows++
 				whole, _ := prefixes[0].Verdict()
 				for k, v := range prefixes {
@@ -82,10 +82,10 @@ func BenchmarkVerdictAfter(b *testing.B) {
 	}
 }
 
-// flowPrefixVotes classifies a capture as predict does and returns, for
-// every flow, the vote over its whole flow ([0]) and over its first k
+// flowPrefixScores classifies a capture as predict does and returns, for
+// every flow, the score over its whole flow ([0]) and over its first k
 // packets ([k], k = 1..maxK; flows shorter than k vote over all theirs).
-func flowPrefixVotes(b testing.TB, m deeppacket.Model, path string) map[int64]*[maxK + 1]deeppacket.Vote {
+func flowPrefixScores(b testing.TB, m deeppacket.Model, path string) map[int64]*[maxK + 1]deeppacket.FlowScore {
 	tr := features.New(m.Preprocessing())
 	batch := deeppacket.NewBatch(tr.Options().SignalLength)
 	var ids []int64
@@ -104,19 +104,20 @@ func flowPrefixVotes(b testing.TB, m deeppacket.Model, path string) map[int64]*[
 		b.Fatal(err)
 	}
 	k := m.OutputDim()
-	votes := map[int64]*[maxK + 1]deeppacket.Vote{}
+	votes := map[int64]*[maxK + 1]deeppacket.FlowScore{}
 	seen := map[int64]int{}
 	for i, id := range ids {
 		v := votes[id]
 		if v == nil {
-			v = new([maxK + 1]deeppacket.Vote)
+			v = new([maxK + 1]deeppacket.FlowScore)
 			votes[id] = v
 		}
 		row := probs[i*k : (i+1)*k]
+		class := deeppacket.TopClasses(nil, row, 1)[0]
 		seen[id]++
-		v[0].Add(row)
+		v[0].Add(class, row)
 		for n := seen[id]; n <= maxK; n++ {
-			v[n].Add(row)
+			v[n].Add(class, row)
 		}
 	}
 	return votes

@@ -105,6 +105,9 @@ func runLive(cmd *cobra.Command, _ []string) error {
 	if modelPath == "" {
 		return errors.New("live: --model MODEL is required")
 	}
+	if err := setThreads(v.GetInt("threads")); err != nil {
+		return fmt.Errorf("live: %w", err)
+	}
 	device, err := torch.ParseDevice(v.GetString("device"))
 	if err != nil {
 		return err
@@ -166,7 +169,7 @@ func runLive(cmd *cobra.Command, _ []string) error {
 		slog.Info("metrics", "url", "http://"+ln.Addr().String()+"/metrics")
 	}
 	slog.Info("capturing", "interface", iface, "file", file, "model", modelPath,
-		"task", m.Task().Name, "layout", m.Preprocessing().Layout, "device", device)
+		"task", m.Task().Name, "layout", m.Preprocessing().Layout, "device", device, "threads", torch.NumThreads())
 	runErr := e.Run(ctx)
 	slog.Info("live: final counters", e.Counters.LogAttrs()...)
 	if runErr != nil {

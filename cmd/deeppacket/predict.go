@@ -13,13 +13,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/deeppacket/deeppacket/data/capture"
 	"github.com/deeppacket/deeppacket/data/features"
@@ -62,14 +62,8 @@ is then non-zero; --strict stops at the first.`,
 		RunE: runPredict,
 	}
 	f := cmd.Flags()
-	f.String("model", "", "model: a checkpoint (.ckpt, .model) or safetensors; TorchScript (.pt) with --allow-torchscript (required)")
-	f.Bool("allow-torchscript", false, "let --model be TorchScript, such as train's model.pt: TorchScript is code, which runs when loaded and can read and write files, so use it only from a source you trust")
-	f.String("task", "", "class names of a TorchScript model: application or traffic (default: from its output size)")
-	f.Int("signal-length", 1500, "input length of a TorchScript model (checkpoints record theirs)")
-	f.Int("batch-size", defaultPredictBatch, "packets per forward pass")
+	addModelFlags(f)
 	f.Int("top-k", 1, "the most probable classes given per packet (1: the class alone)")
-	f.Int("threads", 0, "libtorch threads (0: libtorch's default, the machine's cores)")
-	f.String("device", "auto", "cpu, cuda, cuda:N or auto")
 	f.String("format", "csv", "csv, jsonl or parquet")
 	f.StringP("output", "o", "", "output file (default stdout; parquet needs a file)")
 	f.Bool("overwrite", false, "replace the output file if it exists")
@@ -105,10 +99,8 @@ func runPredict(cmd *cobra.Command, args []string) error {
 	if err := checkOutputFile(out, v.GetBool("overwrite")); err != nil {
 		return fmt.Errorf("predict: %w", err)
 	}
-	if n := v.GetInt("threads"); n < 0 {
-		return fmt.Errorf("predict: threads %d: want 0 (libtorch's default) or more", n)
-	} else if n > 0 {
-		torch.SetNumThreads(n)
+	if err := setThreads(v.GetInt("threads")); err != nil {
+		return fmt.Errorf("predict: %w", err)
 	}
 	files, err := listCaptureFiles(args)
 	if err != nil {
@@ -207,6 +199,29 @@ func checkOutputFile(out string, overwrite bool) error {
 	return nil
 }
 
+// addModelFlags declares the flags of the commands that classify packets
+// with a model (predict, live); setThreads and loadClassifier read them.
+func addModelFlags(f *pflag.FlagSet) {
+	f.String("model", "", "model: a checkpoint (.ckpt, .model) or safetensors; TorchScript (.pt) with --allow-torchscript (required)")
+	f.Bool("allow-torchscript", false, "let --model be TorchScript, such as train's model.pt: TorchScript is code, which runs when loaded and can read and write files, so use it only from a source you trust")
+	f.String("task", "", "class names of a TorchScript model: application or traffic (default: from its output size)")
+	f.Int("signal-length", 1500, "input length of a TorchScript model (checkpoints record theirs)")
+	f.Int("batch-size", defaultPredictBatch, "packets per forward pass")
+	f.Int("threads", 0, "libtorch threads (0: libtorch's default, the machine's cores)")
+	f.String("device", "auto", "cpu, cuda, cuda:N or auto")
+}
+
+// setThreads sets libtorch's threads (0: leave its default).
+func setThreads(n int) error {
+	if n < 0 {
+		return fmt.Errorf("threads %d: want 0 (libtorch's default) or more", n)
+	}
+	if n > 0 {
+		torch.SetNumThreads(n)
+	}
+	return nil
+}
+
 // loadClassifier loads the model at path onto device: a checkpoint or
 // safetensors, which are data, or, when the user allowed it, TorchScript,
 // which is code (with task and signalLength, which it does not record).
@@ -261,9 +276,7 @@ type packetInfo struct {
 type flowAgg struct {
 	firstTS int64
 	tuple   features.FiveTuple
-	votes   deeppacket.FlowVote
-	sum     []float64 // summed probabilities per class
-	packets int64
+	score   deeppacket.FlowScore
 }
 
 func (p *predictor) capture(ctx context.Context, path string) (features.Stats, error) {
@@ -303,9 +316,9 @@ func (p *predictor) capture(ctx context.Context, path string) (features.Stats, e
 	task := p.model.Task()
 	for _, f := range p.order {
 		agg := p.byFlow[f]
-		class, _ := agg.votes.Winner()
+		class, prob := agg.score.Verdict()
 		r := flowRow{Row: "flow", Capture: path, Timestamp: time.Unix(0, agg.firstTS).UTC(), Flow: flowString(f), Tuple: agg.tuple.String(),
-			LabelID: int(class), Label: task.ClassName(int(class)), Probability: agg.sum[class] / float64(agg.packets), Packets: agg.packets}
+			LabelID: class, Label: task.ClassName(class), Probability: prob, Packets: agg.score.Packets()}
 		if err := p.rows.write(r); err != nil {
 			return stats, err
 		}
@@ -327,7 +340,7 @@ func (p *predictor) classify(path string) error {
 	task := p.model.Task()
 	for i, info := range p.pending {
 		row := probs[i*k : (i+1)*k]
-		p.top = topClasses(p.top[:0], row, p.topK)
+		p.top = deeppacket.TopClasses(p.top[:0], row, p.topK)
 		best := p.top[0]
 		r := flowRow{Row: "packet", Capture: path, Frame: info.index + 1, Timestamp: time.Unix(0, info.ts).UTC(), Flow: flowString(info.flow),
 			Tuple: info.tuple.String(), LabelID: best, Label: task.ClassName(best), Probability: float64(row[best])}
@@ -347,29 +360,15 @@ func (p *predictor) classify(path string) error {
 		}
 		agg := p.byFlow[info.flow]
 		if agg == nil {
-			agg = &flowAgg{firstTS: info.ts, tuple: info.tuple, sum: make([]float64, k)}
+			agg = &flowAgg{firstTS: info.ts, tuple: info.tuple}
 			p.byFlow[info.flow] = agg
 			p.order = append(p.order, info.flow)
 		}
-		agg.packets++
-		agg.votes.Add(int64(best))
-		for c, v := range row {
-			agg.sum[c] += float64(v)
-		}
+		agg.score.Add(best, row)
 	}
 	p.batch.Reset()
 	p.pending = p.pending[:0]
 	return nil
-}
-
-// topClasses appends to dst the k classes of highest probability, most
-// probable first (ties to the lower id).
-func topClasses(dst []int, row []float32, k int) []int {
-	for c := range row {
-		dst = append(dst, c)
-	}
-	sort.SliceStable(dst, func(i, j int) bool { return row[dst[i]] > row[dst[j]] })
-	return dst[:k]
 }
 
 func flowString(f int64) string {
