@@ -20,7 +20,7 @@
 # 3. Verdict latency at 1x: every ISCX capture replayed at its recorded pace
 #    at once (41 tcpreplay processes) for LATENCY_SECONDS (default 20) into
 #    live with its defaults (--verdict-after 1, --max-delay 200ms,
-#    --batch-size 1024): median and 99th percentile of latency_ms, from a
+#    --batch-size 64, as predict): median and 99th percentile of latency_ms, from a
 #    packet's capture to its flow's first verdict.
 # The last line: live_drop_free_pps=… offline_pps=… ratio=… (the share of
 # its offline speed live sustains on the wire).
