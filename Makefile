@@ -75,7 +75,7 @@ test: $(SHIM) vet
 # python3-torch 1.13: the binding's parity tests and the model and checkpoint
 # packages' tests (PyTorch interop included).
 TORCH113_SHIM := $(BUILD)/debian/libdptorch.so
-TORCH113_PKGS ?= ./torch/... ./deeppacket/...
+TORCH113_PKGS ?= ./torch/... ./model/...
 test-torch113:
 	$(MAKE) --no-print-directory shim SHIM=$(TORCH113_SHIM) LIBTORCH=system
 	DEEPPACKET_SHIM=$(CURDIR)/$(TORCH113_SHIM) DEEPPACKET_PYTHON=/usr/bin/python3 $(GO) test -count=1 -timeout 20m $(TORCH113_PKGS) ./ckpt/...
@@ -87,7 +87,7 @@ test-cpu-variants: $(SHIM)
 	@for cap in default avx2; do for n in 1 2; do \
 		echo "== ATEN_CPU_CAPABILITY=$$cap OMP_NUM_THREADS=$$n"; \
 		ATEN_CPU_CAPABILITY=$$cap OMP_NUM_THREADS=$$n DEEPPACKET_PYTHON=$(PYTHON) \
-			$(GO) test -count=1 -run 'Parity|Adam' ./torch/ ./deeppacket/ || exit 1; \
+			$(GO) test -count=1 -run 'Parity|Adam' ./torch/ ./model/ ./ckpt/ || exit 1; \
 	done; done
 
 test-short: $(SHIM)

@@ -2,8 +2,8 @@
 // source (a network interface, or a file replayed at its recorded pace) go
 // through the preprocessing of `deeppacket preprocess` (features.Transformer,
 // the model's layout), are classified in batches by the model exactly as
-// `deeppacket predict` does (deeppacket.Batch and Probabilities), and their
-// flows get predict's verdict (deeppacket.FlowScore) after their first k packets
+// `deeppacket predict` does (model.Batch and Probabilities), and their
+// flows get predict's verdict (model.FlowScore) after their first k packets
 // and again when they end. Memory is bounded: the queue between capture and
 // model and the flow table have fixed sizes, and what does not fit is
 // dropped or evicted, and counted.
@@ -19,12 +19,12 @@ import (
 	"time"
 
 	"github.com/deeppacket/deeppacket/data/features"
-	"github.com/deeppacket/deeppacket/deeppacket"
+	"github.com/deeppacket/deeppacket/model"
 )
 
 // Config is what the engine needs besides its source.
 type Config struct {
-	Model     deeppacket.Classifier
+	Model     model.Classifier
 	BatchSize int // packets per forward pass
 	// MaxDelay bounds the time from a packet's arrival to its
 	// classification: a partial batch is run when its first packet has
@@ -113,7 +113,7 @@ type Engine struct {
 	queue chan *item
 	free  chan *item
 
-	batch   *deeppacket.Batch
+	batch   *model.Batch
 	pending []*item
 	top     []int
 	flows   *flowTable
@@ -140,7 +140,7 @@ func New(src Source, cfg Config) (*Engine, error) {
 	for range cfg.QueueLen {
 		e.free <- &item{}
 	}
-	e.batch = deeppacket.NewBatch(e.tr.Options().SignalLength)
+	e.batch = model.NewBatch(e.tr.Options().SignalLength)
 	e.flows = newFlowTable(cfg.MaxFlows)
 	if cfg.Metrics != nil {
 		cfg.Metrics.watch(&e.Counters)
@@ -303,7 +303,7 @@ func (e *Engine) classify() error {
 	if len(e.pending) == 0 {
 		return nil
 	}
-	probs, err := deeppacket.Probabilities(e.cfg.Model, e.batch)
+	probs, err := model.Probabilities(e.cfg.Model, e.batch)
 	if err != nil {
 		return fmt.Errorf("live: %w", err)
 	}
@@ -311,7 +311,7 @@ func (e *Engine) classify() error {
 	task := e.cfg.Model.Task()
 	for i, it := range e.pending {
 		row := probs[i*k : (i+1)*k]
-		e.top = deeppacket.TopClasses(e.top[:0], row, 1)
+		e.top = model.TopClasses(e.top[:0], row, 1)
 		best := e.top[0]
 		if e.cfg.Packets {
 			if err := e.cfg.Output.write(PacketRow{"packet", timeString(it.ts), flowString(it.flow), best, task.ClassName(best), float64(row[best])}); err != nil {

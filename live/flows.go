@@ -4,7 +4,7 @@ import (
 	"time"
 
 	"github.com/deeppacket/deeppacket/data/features"
-	"github.com/deeppacket/deeppacket/deeppacket"
+	"github.com/deeppacket/deeppacket/model"
 )
 
 // Reasons for a flow verdict.
@@ -23,7 +23,7 @@ type flow struct {
 	id          int64
 	tuple       features.FiveTuple
 	first, last time.Time // source clock
-	score       deeppacket.FlowScore
+	score       model.FlowScore
 	prev, next  *flow // activity order, least recent first
 }
 

@@ -23,14 +23,15 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"golang.org/x/sys/unix"
 
+	"github.com/deeppacket/deeppacket/ckpt"
 	"github.com/deeppacket/deeppacket/data/capture"
-	"github.com/deeppacket/deeppacket/deeppacket"
 	"github.com/deeppacket/deeppacket/internal/testenv"
+	"github.com/deeppacket/deeppacket/model"
 )
 
-func testConfig(m deeppacket.Model, out *Output) Config {
+func testConfig(m model.Model, out *Output) Config {
 	return Config{
-		Model: deeppacket.AsClassifier(m), BatchSize: 64, MaxDelay: 50 * time.Millisecond, VerdictAfter: 3,
+		Model: model.AsClassifier(m), BatchSize: 64, MaxDelay: 50 * time.Millisecond, VerdictAfter: 3,
 		IdleTimeout: time.Hour, ActiveTimeout: time.Hour, MaxFlows: 1 << 16, QueueLen: 1024,
 		Output: out, Metrics: NewMetrics(),
 	}
@@ -87,7 +88,7 @@ func metricValue(t *testing.T, text, name string) float64 {
 func TestReplayFile(t *testing.T) {
 	model := testenv.Shared(t, "fixtures/reference_traffic_resnet.ckpt")
 	path := testenv.Shared(t, "pcaps/iscx/vpn_sftp.pcap")
-	m, err := deeppacket.Load(model)
+	m, err := ckpt.Load(model)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +174,7 @@ func TestReplayPace(t *testing.T) {
 	model := testenv.Shared(t, "fixtures/reference_traffic_resnet.ckpt")
 	path := testenv.Shared(t, "pcaps/iscx/vpn_skype_chat.pcap")
 	first, last := captureSpan(t, path)
-	m, err := deeppacket.Load(model)
+	m, err := ckpt.Load(model)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +282,7 @@ func (s *floodSource) Close() error                { return nil }
 // evicted, and counted), the queue drops what does not fit (counted), and
 // the heap stays flat from the first 50,000 packets to the last.
 func TestFloodBoundedMemory(t *testing.T) {
-	m, err := deeppacket.New(deeppacket.Spec{Kind: deeppacket.KindCNN, HParams: deeppacket.HParams{
+	m, err := model.New(model.Spec{Kind: model.KindCNN, HParams: model.HParams{
 		"c1_output_dim": 4, "c1_kernel_size": 4, "c1_stride": 3, "c2_output_dim": 4, "c2_kernel_size": 5,
 		"c2_stride": 1, "output_dim": 12, "signal_length": 64,
 	}})

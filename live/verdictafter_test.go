@@ -7,10 +7,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/deeppacket/deeppacket/ckpt"
 	"github.com/deeppacket/deeppacket/data/features"
-	"github.com/deeppacket/deeppacket/deeppacket"
-	"github.com/deeppacket/deeppacket/deeppacket/labels"
 	"github.com/deeppacket/deeppacket/internal/testenv"
+	"github.com/deeppacket/deeppacket/labels"
+	"github.com/deeppacket/deeppacket/model"
 )
 
 // maxK is the largest k measured: the ISCX captures hold the first 10
@@ -30,7 +31,7 @@ func BenchmarkVerdictAfter(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	m, err := deeppacket.Load(model)
+	m, err := ckpt.Load(model)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -85,9 +86,9 @@ func BenchmarkVerdictAfter(b *testing.B) {
 // flowPrefixScores classifies a capture as predict does and returns, for
 // every flow, the score over its whole flow ([0]) and over its first k
 // packets ([k], k = 1..maxK; flows shorter than k vote over all theirs).
-func flowPrefixScores(b testing.TB, m deeppacket.Model, path string) map[int64]*[maxK + 1]deeppacket.FlowScore {
+func flowPrefixScores(b testing.TB, m model.Model, path string) map[int64]*[maxK + 1]model.FlowScore {
 	tr := features.New(m.Preprocessing())
-	batch := deeppacket.NewBatch(tr.Options().SignalLength)
+	batch := model.NewBatch(tr.Options().SignalLength)
 	var ids []int64
 	_, err := features.Each(context.Background(), path, tr, nil, func(p *features.Packet) error {
 		if p.Verdict == features.Kept && p.Flow != 0 {
@@ -99,21 +100,21 @@ func flowPrefixScores(b testing.TB, m deeppacket.Model, path string) map[int64]*
 	if err != nil {
 		b.Fatal(err)
 	}
-	probs, err := deeppacket.Probabilities(deeppacket.AsClassifier(m), batch)
+	probs, err := model.Probabilities(model.AsClassifier(m), batch)
 	if err != nil {
 		b.Fatal(err)
 	}
 	k := m.OutputDim()
-	votes := map[int64]*[maxK + 1]deeppacket.FlowScore{}
+	votes := map[int64]*[maxK + 1]model.FlowScore{}
 	seen := map[int64]int{}
 	for i, id := range ids {
 		v := votes[id]
 		if v == nil {
-			v = new([maxK + 1]deeppacket.FlowScore)
+			v = new([maxK + 1]model.FlowScore)
 			votes[id] = v
 		}
 		row := probs[i*k : (i+1)*k]
-		class := deeppacket.TopClasses(nil, row, 1)[0]
+		class := model.TopClasses(nil, row, 1)[0]
 		seen[id]++
 		v[0].Add(class, row)
 		for n := seen[id]; n <= maxK; n++ {

@@ -23,6 +23,9 @@
 // GODEBUG=cryptocustomrand=1 (the deeppacket command sets it with a
 // //go:debug line); without it the TLS bytes differ between runs and Write
 // logs a warning.
+//
+// Imports: internal/atomicfile; nothing of the pipeline, whose input
+// its captures are.
 package synth
 
 import (

@@ -19,7 +19,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
-	"github.com/deeppacket/deeppacket/deeppacket/labels"
+	"github.com/deeppacket/deeppacket/labels"
 )
 
 // classes are the reference's traffic classes.

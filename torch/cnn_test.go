@@ -9,22 +9,22 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/deeppacket/deeppacket/deeppacket"
+	"github.com/deeppacket/deeppacket/model"
 	"github.com/deeppacket/deeppacket/torch"
 )
 
-// The reference's CNN (package deeppacket) trained through the binding:
+// The reference's CNN (package model) trained through the binding:
 // PyTorch parity of initialisation and Adam, and the training benchmarks.
 
 // newCNN builds the reference CNN from its hyperparameters in the
 // reference's order (c1_output_dim, …, signal_length).
-func newCNN(tb testing.TB, h []int64) deeppacket.Model {
+func newCNN(tb testing.TB, h []int64) model.Model {
 	tb.Helper()
-	hp := deeppacket.HParams{}
-	for i, name := range deeppacket.CNNHParams {
+	hp := model.HParams{}
+	for i, name := range model.CNNHParams {
 		hp[name] = h[i]
 	}
-	m, err := deeppacket.New(deeppacket.Spec{Kind: deeppacket.KindCNN, HParams: hp})
+	m, err := model.New(model.Spec{Kind: model.KindCNN, HParams: hp})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func trainBatch() ([]float32, []int64) {
 // benchModel builds the application CNN and its Adam (fused unless
 // DEEPPACKET_ADAM_FUSED=0) on DEEPPACKET_THREADS threads, on the test
 // device (DEEPPACKET_TEST_DEVICE, the CPU by default).
-func benchModel(b *testing.B) (deeppacket.Model, *torch.Adam) {
+func benchModel(b *testing.B) (model.Model, *torch.Adam) {
 	if n, err := strconv.Atoi(os.Getenv("DEEPPACKET_THREADS")); err == nil && n > 0 {
 		torch.SetNumThreads(n)
 	}
@@ -127,7 +127,7 @@ func benchModel(b *testing.B) (deeppacket.Model, *torch.Adam) {
 
 // trainStep is one optimisation step as a trainer runs it: the batch is
 // copied into tensors of the step's scope, which is closed at the end.
-func trainStep(b *testing.B, m deeppacket.Model, opt *torch.Adam, x []float32, y []int64, s *torch.Scope) {
+func trainStep(b *testing.B, m model.Model, opt *torch.Adam, x []float32, y []int64, s *torch.Scope) {
 	if err := opt.ZeroGrad(); err != nil {
 		b.Fatal(err)
 	}

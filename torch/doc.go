@@ -58,4 +58,7 @@
 // each inside NoGrad, which pins the goroutine to its OS thread because
 // libtorch's grad mode is per thread. Train/Eval switches and Load must not
 // overlap a forward pass.
+//
+// Imports: internal/atomicfile only; it knows no model, dataset or
+// checkpoint layout of ours.
 package torch

@@ -6,7 +6,7 @@ import (
 )
 
 // For the external tests (package torch_test), which train the reference's
-// models from package deeppacket on the binding.
+// models from package model on the binding.
 
 // PyTorchParity returns the parity inputs and PyTorch's results for them.
 func PyTorchParity(t *testing.T) (in, out map[string]*Tensor) {

@@ -7,7 +7,8 @@ import (
 	"math"
 	"slices"
 
-	"github.com/deeppacket/deeppacket/deeppacket"
+	"github.com/deeppacket/deeppacket/ckpt"
+	"github.com/deeppacket/deeppacket/model"
 	"github.com/deeppacket/deeppacket/torch"
 )
 
@@ -22,17 +23,17 @@ const runKey = "deeppacket_run"
 const rngRule = "torch.manual_seed(seed) before the model is built; epoch e > 0 starts with torch.manual_seed(EpochSeed(seed, e)); the loader's order is a function of (seed, e)"
 
 // save writes the run's state after epoch into path, in Lightning's layout
-// (deeppacket.SaveCheckpoint) with the training state as extra entries.
+// (ckpt.SaveCheckpoint) with the training state as extra entries.
 func (t *trainer) save(path string, epoch int) error {
 	extra := &torch.Dict{}
 	var owned []any
 	defer func() {
 		for _, v := range owned {
-			deeppacket.FreeTree(v)
+			ckpt.FreeTree(v)
 		}
 	}()
 	if adam, ok := t.opt.(*torch.Adam); ok {
-		st := deeppacket.AdamStateDict(adam)
+		st := ckpt.AdamStateDict(adam)
 		owned = append(owned, st)
 		extra.Set("optimizer_states", []any{st})
 	}
@@ -71,7 +72,7 @@ func (t *trainer) save(path string, epoch int) error {
 	run.Set("best", trackerDict(t.best))
 	run.Set("history", string(history))
 	extra.Set(runKey, run)
-	return deeppacket.SaveCheckpoint(path, t.model, deeppacket.Meta{Epoch: int64(epoch), GlobalStep: t.globalStep, Extra: extra})
+	return ckpt.SaveCheckpoint(path, t.model, ckpt.Meta{Epoch: int64(epoch), GlobalStep: t.globalStep, Extra: extra})
 }
 
 func trackerDict(e *earlyStopping) *torch.Dict {
@@ -124,7 +125,7 @@ func getFloat(d *torch.Dict, key string) (float64, bool) {
 // state, epoch and step counters, early stopping, best model and metrics
 // history. The model's configuration must be the checkpoint's.
 func (t *trainer) resume(path string) error {
-	ck, err := deeppacket.ReadCheckpoint(path)
+	ck, err := ckpt.ReadCheckpoint(path)
 	if err != nil {
 		return fmt.Errorf("resume: %w", err)
 	}
@@ -161,7 +162,7 @@ func (t *trainer) resume(path string) error {
 		if !ok || len(states) != 1 {
 			return fail("no optimizer state")
 		}
-		if err := deeppacket.LoadAdamState(adam, states[0]); err != nil {
+		if err := ckpt.LoadAdamState(adam, states[0]); err != nil {
 			return fail("%v", err)
 		}
 		adam.Config.LR = t.cfg.Optimizer.LR
@@ -200,8 +201,8 @@ func (t *trainer) resume(path string) error {
 
 // initFrom loads the weights of the model file at path into m: strictly,
 // every tensor and shape (config init_from).
-func initFrom(m deeppacket.Model, path string) error {
-	c, err := deeppacket.ReadCheckpoint(path)
+func initFrom(m model.Model, path string) error {
+	c, err := ckpt.ReadCheckpoint(path)
 	if err != nil {
 		return fmt.Errorf("config init_from: %w", err)
 	}

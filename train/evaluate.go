@@ -13,10 +13,11 @@ import (
 	"strconv"
 	"text/tabwriter"
 
+	"github.com/deeppacket/deeppacket/ckpt"
 	"github.com/deeppacket/deeppacket/data/loader"
-	"github.com/deeppacket/deeppacket/deeppacket"
 	"github.com/deeppacket/deeppacket/internal/atomicfile"
 	"github.com/deeppacket/deeppacket/internal/progress"
+	"github.com/deeppacket/deeppacket/model"
 	"github.com/deeppacket/deeppacket/torch"
 )
 
@@ -155,9 +156,9 @@ func newReport(p *predictions, flows []string, names []string) *Report {
 }
 
 // flowVotes gives each flow the label most of its packets have and the
-// class the flow rule (deeppacket.FlowVote, as predict) gives it.
+// class the flow rule (model.FlowVote, as predict) gives it.
 func flowVotes(flows []string, labels, preds []int64) (fl, fp []int64) {
-	type votes struct{ label, pred deeppacket.FlowVote }
+	type votes struct{ label, pred model.FlowVote }
 	byFlow := map[string]*votes{}
 	var order []string
 	for i, f := range flows {
@@ -412,13 +413,13 @@ func Evaluate(ctx context.Context, modelPath, dataPath string, o EvalOptions) (*
 		names      []string
 		numClasses int
 	)
-	ck, m, err := deeppacket.ReadModel(modelPath)
+	ck, m, err := ckpt.ReadModel(modelPath)
 	switch {
-	case errors.Is(err, deeppacket.ErrTorchScript):
+	case errors.Is(err, ckpt.ErrTorchScript):
 		if !o.AllowTorchScript {
 			return nil, fmt.Errorf("%w: pass --allow-torchscript to run it, if you trust where it comes from (a checkpoint, such as train's checkpoints/best.ckpt, needs no such trust)", err)
 		}
-		sc, err := deeppacket.LoadScriptClassifier(modelPath, o.Device, o.Task, o.SignalLength)
+		sc, err := ckpt.LoadScriptClassifier(modelPath, o.Device, o.Task, o.SignalLength)
 		if err != nil {
 			return nil, err
 		}
@@ -459,7 +460,7 @@ func Evaluate(ctx context.Context, modelPath, dataPath string, o EvalOptions) (*
 }
 
 // checkpointClassNames are the names a run recorded, else the task's.
-func checkpointClassNames(ck *deeppacket.Checkpoint, m deeppacket.Model) []string {
+func checkpointClassNames(ck *ckpt.Checkpoint, m model.Model) []string {
 	if ck.Extra != nil {
 		if run, ok := ck.Extra.Get(runKey); ok {
 			if d, ok := run.(*torch.Dict); ok {

@@ -4,37 +4,38 @@ import (
 	"fmt"
 
 	"github.com/deeppacket/deeppacket/data/features"
-	"github.com/deeppacket/deeppacket/deeppacket"
+	"github.com/deeppacket/deeppacket/labels"
+	"github.com/deeppacket/deeppacket/model"
 	"github.com/deeppacket/deeppacket/torch"
 )
 
 // Spec is the model cfg describes: its kind, the reference's
 // hyperparameters for that kind, the task and the preprocessing layout.
-func Spec(cfg Config) (deeppacket.Spec, error) {
-	kind, err := deeppacket.ParseKind(cfg.Model.Kind)
+func Spec(cfg Config) (model.Spec, error) {
+	kind, err := model.ParseKind(cfg.Model.Kind)
 	if err != nil {
-		return deeppacket.Spec{}, err
+		return model.Spec{}, err
 	}
-	task, err := deeppacket.ParseTask(cfg.Task)
+	task, err := labels.ParseTask(cfg.Task)
 	if err != nil {
-		return deeppacket.Spec{}, err
+		return model.Spec{}, err
 	}
 	layout, err := features.ParseLayout(cfg.Layout)
 	if err != nil {
-		return deeppacket.Spec{}, err
+		return model.Spec{}, err
 	}
 	m := cfg.Model
-	h := deeppacket.HParams{"output_dim": m.OutputDim, "signal_length": m.SignalLength}
+	h := model.HParams{"output_dim": m.OutputDim, "signal_length": m.SignalLength}
 	switch kind {
-	case deeppacket.KindCNN:
+	case model.KindCNN:
 		h["c1_output_dim"], h["c1_kernel_size"], h["c1_stride"] = m.C1OutputDim, m.C1KernelSize, m.C1Stride
 		h["c2_output_dim"], h["c2_kernel_size"], h["c2_stride"] = m.C2OutputDim, m.C2KernelSize, m.C2Stride
 		h["data_path"] = cfg.Data.Train
-	case deeppacket.KindResNet:
+	case model.KindResNet:
 		h["c1_output_dim"], h["c1_kernel_size"], h["c1_stride"] = m.C1OutputDim, m.C1KernelSize, m.C1Stride
 		h["c1_groups"], h["c1_n_block"] = m.C1Groups, m.C1NBlock
 		h["data_path"] = cfg.Data.Train
-	case deeppacket.KindSAE:
+	case model.KindSAE:
 		dims := make([]any, len(m.HiddenDims))
 		for i, d := range m.HiddenDims {
 			dims[i] = d
@@ -43,23 +44,23 @@ func Spec(cfg Config) (deeppacket.Spec, error) {
 	}
 	if task.OutputDim != int(m.OutputDim) {
 		// A head of another size (a user's own label set): names by id.
-		task = deeppacket.TaskForOutputDim(int(m.OutputDim))
+		task = labels.TaskForOutputDim(int(m.OutputDim))
 	}
-	return deeppacket.Spec{Kind: kind, HParams: h, Task: task, Preprocessing: features.Options{Layout: layout, MaskPorts: cfg.MaskPorts}}, nil
+	return model.Spec{Kind: kind, HParams: h, Task: task, Preprocessing: features.Options{Layout: layout, MaskPorts: cfg.MaskPorts}}, nil
 }
 
 // NewModel builds cfg's model with fresh parameters drawn from torch's
 // default generator (seed it first).
-func NewModel(cfg Config) (deeppacket.Model, error) {
+func NewModel(cfg Config) (model.Model, error) {
 	spec, err := Spec(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return deeppacket.New(spec)
+	return model.New(spec)
 }
 
 // ClassNames are the names of a model's output classes, by id.
-func ClassNames(task deeppacket.Task, outputDim int) []string {
+func ClassNames(task labels.Task, outputDim int) []string {
 	names := make([]string, outputDim)
 	for i := range names {
 		names[i] = task.ClassName(i)
@@ -68,7 +69,7 @@ func ClassNames(task deeppacket.Task, outputDim int) []string {
 }
 
 // toDevice moves a model built on the CPU to device.
-func toDevice(m deeppacket.Model, device torch.Device) error {
+func toDevice(m model.Model, device torch.Device) error {
 	if device == m.Store().Device() {
 		return nil
 	}

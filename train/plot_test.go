@@ -6,14 +6,14 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/deeppacket/deeppacket/deeppacket"
+	"github.com/deeppacket/deeppacket/labels"
 )
 
 // The confusion matrix picture has a colour bar right of the matrix: a
 // strip whose colour runs from the darkest blue (share 1) at the top to
 // white (share 0) at the bottom.
 func TestConfusionPictureHasColourBar(t *testing.T) {
-	names := ClassNames(deeppacket.TaskForOutputDim(17), 17)
+	names := ClassNames(labels.TaskForOutputDim(17), 17)
 	norm := make([][]float64, len(names))
 	for i := range norm {
 		norm[i] = make([]float64, len(names))

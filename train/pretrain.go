@@ -8,8 +8,8 @@ import (
 	"math"
 	"time"
 
-	"github.com/deeppacket/deeppacket/deeppacket"
 	"github.com/deeppacket/deeppacket/internal/progress"
+	"github.com/deeppacket/deeppacket/model"
 	"github.com/deeppacket/deeppacket/torch"
 )
 
@@ -22,7 +22,7 @@ const pretrainEpochBase = 1 << 20
 // pretrain.epochs passes, with its own Adam. It happens once, before epoch
 // 0; a run resumed from a checkpoint has it behind it.
 func (t *trainer) pretrain(ctx context.Context) error {
-	sae, ok := t.model.(*deeppacket.SAE)
+	sae, ok := t.model.(*model.SAE)
 	if !ok {
 		return fmt.Errorf("pretraining needs an SAE, the model is a %s", t.model.Kind())
 	}
@@ -41,7 +41,7 @@ func (t *trainer) pretrain(ctx context.Context) error {
 	return nil
 }
 
-func (t *trainer) pretrainLayer(ctx context.Context, p *deeppacket.Pretrainer, layer, layers int) error {
+func (t *trainer) pretrainLayer(ctx context.Context, p *model.Pretrainer, layer, layers int) error {
 	c := t.cfg.Optimizer
 	opt := torch.NewAdam(p.Parameters(), torch.AdamConfig{LR: t.cfg.Pretrain.LR, Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.Eps, Fused: c.Fused})
 	defer opt.Close()

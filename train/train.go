@@ -13,6 +13,9 @@
 // on (seed, e): an epoch's dropout masks and batches are a function of the
 // seed and its number, which is what lets --resume continue a run from a
 // checkpoint and end with the weights of an uninterrupted one.
+//
+// Imports: model, ckpt, labels, torch, data/dataset, data/features,
+// data/loader, internal/*; never cmd.
 package train
 
 import (
@@ -26,10 +29,11 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/deeppacket/deeppacket/ckpt"
 	"github.com/deeppacket/deeppacket/data/loader"
-	"github.com/deeppacket/deeppacket/deeppacket"
 	"github.com/deeppacket/deeppacket/internal/atomicfile"
 	"github.com/deeppacket/deeppacket/internal/progress"
+	"github.com/deeppacket/deeppacket/model"
 	"github.com/deeppacket/deeppacket/torch"
 )
 
@@ -167,7 +171,7 @@ func Train(ctx context.Context, cfg Config, opts Options) (*Result, error) {
 	if err := torch.ManualSeed(cfg.Seed); err != nil {
 		return nil, err
 	}
-	if t.model, err = deeppacket.New(spec); err != nil {
+	if t.model, err = model.New(spec); err != nil {
 		return nil, err
 	}
 	if cfg.InitFrom != "" && opts.Resume == "" {
@@ -226,7 +230,7 @@ type trainer struct {
 	opts       Options
 	device     torch.Device
 	train, val *loader.Loader
-	model      deeppacket.Model
+	model      model.Model
 	opt        optimizer
 	es, best   *earlyStopping
 	metrics    *metricsWriter
@@ -440,7 +444,7 @@ func (t *trainer) finish(ctx context.Context) (*Result, error) {
 	// The best weights: from best.ckpt when kept, else the last ones.
 	if t.cfg.Checkpoint.SaveBest {
 		res.Best = t.checkpointPath(BestCheckpoint)
-		ck, err := deeppacket.ReadCheckpoint(res.Best)
+		ck, err := ckpt.ReadCheckpoint(res.Best)
 		if err != nil {
 			return nil, err
 		}
@@ -452,7 +456,7 @@ func (t *trainer) finish(ctx context.Context) (*Result, error) {
 	}
 	if t.cfg.Checkpoint.TorchScript {
 		res.TorchScript = filepath.Join(t.opts.RunDir, TorchScriptPT)
-		if err := deeppacket.ExportTorchScript(t.model, res.TorchScript); err != nil {
+		if err := ckpt.ExportTorchScript(t.model, res.TorchScript); err != nil {
 			return nil, err
 		}
 	}

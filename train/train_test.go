@@ -15,10 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deeppacket/deeppacket/ckpt"
 	"github.com/deeppacket/deeppacket/data/dataset"
 	"github.com/deeppacket/deeppacket/data/loader"
-	"github.com/deeppacket/deeppacket/deeppacket"
 	"github.com/deeppacket/deeppacket/internal/testenv"
+	"github.com/deeppacket/deeppacket/labels"
 	"github.com/deeppacket/deeppacket/torch"
 )
 
@@ -210,7 +211,7 @@ func TestResume(t *testing.T) {
 		}
 		child.Process.Kill()
 		<-ended
-		ck, err := deeppacket.ReadCheckpoint(last(run))
+		ck, err := ckpt.ReadCheckpoint(last(run))
 		if err != nil {
 			t.Fatalf("the killed run's checkpoint: %v", err)
 		}
@@ -246,7 +247,7 @@ func TestKilledChild(t *testing.T) {
 func resumeAndCompare(t *testing.T, cfg Config, run, whole string, epoch int) {
 	t.Helper()
 	last := filepath.Join(run, CheckpointDir, LastCheckpoint)
-	ck, err := deeppacket.ReadCheckpoint(last)
+	ck, err := ckpt.ReadCheckpoint(last)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,11 +263,11 @@ func resumeAndCompare(t *testing.T, cfg Config, run, whole string, epoch int) {
 		t.Fatalf("resumed run: %d epochs, %d steps; want 3 and 72", len(res.Epochs), res.GlobalStep)
 	}
 	for _, name := range []string{LastCheckpoint, BestCheckpoint} {
-		a, err := deeppacket.ReadCheckpoint(filepath.Join(whole, CheckpointDir, name))
+		a, err := ckpt.ReadCheckpoint(filepath.Join(whole, CheckpointDir, name))
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := deeppacket.ReadCheckpoint(filepath.Join(run, CheckpointDir, name))
+		b, err := ckpt.ReadCheckpoint(filepath.Join(run, CheckpointDir, name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -312,7 +313,7 @@ func lossColumns(doc string) []string {
 	return out
 }
 
-func adamMoments(t *testing.T, ck *deeppacket.Checkpoint) []*torch.Tensor {
+func adamMoments(t *testing.T, ck *ckpt.Checkpoint) []*torch.Tensor {
 	t.Helper()
 	v, _ := ck.Extra.Get("optimizer_states")
 	list, ok := v.([]any)
@@ -365,7 +366,7 @@ func TestBadInput(t *testing.T) {
 	if !errors.Is(err, ErrNaNLoss) || !strings.Contains(err.Error(), "epoch 1") || !strings.Contains(err.Error(), last) {
 		t.Fatalf("lr 1e38: %v, want a non-finite loss in epoch 1 naming the intact checkpoint", err)
 	}
-	m, err := deeppacket.Load(last)
+	m, err := ckpt.Load(last)
 	if err != nil {
 		t.Fatalf("the checkpoint written before the NaN: %v", err)
 	}
@@ -454,7 +455,7 @@ func TestEvaluateReferenceCheckpoint(t *testing.T) {
 	if r.Count != 48 || r.Flows == nil || r.Flows.Count != 12 {
 		t.Fatalf("%d rows, flows %+v; want 48 rows in 12 flows", r.Count, r.Flows)
 	}
-	names := ClassNames(deeppacket.Traffic, 12)
+	names := ClassNames(labels.Traffic, 12)
 	for _, c := range r.Classes {
 		if c.Name != names[c.ID] {
 			t.Errorf("class %d named %q, want %q", c.ID, c.Name, names[c.ID])

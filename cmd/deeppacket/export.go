@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/deeppacket/deeppacket/deeppacket"
+	"github.com/deeppacket/deeppacket/ckpt"
 )
 
 func init() { register(newExportCmd) }
@@ -56,20 +56,20 @@ func runExport(cmd *cobra.Command, args []string) error {
 	if format != "torchscript" && format != "lightning" && format != "safetensors" {
 		return fmt.Errorf("export: --format %q: want torchscript, lightning or safetensors", format)
 	}
-	c, m, err := deeppacket.ReadModel(args[0])
+	c, m, err := ckpt.ReadModel(args[0])
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	defer m.Close()
-	meta := deeppacket.Meta{Epoch: c.Epoch, GlobalStep: c.GlobalStep}
+	meta := ckpt.Meta{Epoch: c.Epoch, GlobalStep: c.GlobalStep}
 	switch format {
 	case "torchscript":
-		err = deeppacket.ExportTorchScript(m, out)
+		err = ckpt.ExportTorchScript(m, out)
 	case "lightning":
-		err = deeppacket.SaveCheckpoint(out, m, meta)
+		err = ckpt.SaveCheckpoint(out, m, meta)
 	default:
-		err = deeppacket.SaveSafetensors(out, m, meta)
+		err = ckpt.SaveSafetensors(out, m, meta)
 	}
 	if err != nil {
 		return err

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/deeppacket/deeppacket/deeppacket"
+	"github.com/deeppacket/deeppacket/ckpt"
 )
 
 func init() { register(newInspectCmd) }
@@ -23,7 +23,7 @@ func newInspectCmd() *cobra.Command {
 }
 
 func runInspect(cmd *cobra.Command, args []string) error {
-	c, m, err := deeppacket.ReadModel(args[0])
+	c, m, err := ckpt.ReadModel(args[0])
 	if err != nil {
 		return err
 	}

@@ -8,8 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/deeppacket/deeppacket/deeppacket"
+	"github.com/deeppacket/deeppacket/ckpt"
 	"github.com/deeppacket/deeppacket/internal/testenv"
+	"github.com/deeppacket/deeppacket/model"
 	"github.com/deeppacket/deeppacket/torch"
 	"github.com/deeppacket/deeppacket/train"
 )
@@ -49,7 +50,7 @@ func TestLightning2Interop(t *testing.T) {
 	x, logits := testenv.ReadFloat32s(t, filepath.Join(out, "x.f32")), testenv.ReadFloat32s(t, filepath.Join(out, "logits.f32"))
 	pl2 := filepath.Join(out, "pl2.ckpt")
 	for _, model := range []string{pl2, filepath.Join(out, "py.safetensors")} {
-		m, err := deeppacket.Load(model)
+		m, err := ckpt.Load(model)
 		if err != nil {
 			t.Fatalf("load %s: %v", model, err)
 		}
@@ -78,12 +79,12 @@ func TestLightning2Interop(t *testing.T) {
 	// it started from, Lightning 2's.
 	run2 := filepath.Join(dir, "run2")
 	trainSmall(t, app, run2, "init_from="+pl2, "optimizer.lr=1e-30", "epochs=1")
-	want, err := deeppacket.ReadCheckpoint(pl2)
+	want, err := ckpt.ReadCheckpoint(pl2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer want.Close()
-	got, err := deeppacket.ReadCheckpoint(filepath.Join(run2, train.CheckpointDir, train.LastCheckpoint))
+	got, err := ckpt.ReadCheckpoint(filepath.Join(run2, train.CheckpointDir, train.LastCheckpoint))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +97,7 @@ func TestLightning2Interop(t *testing.T) {
 }
 
 // forward runs m in eval mode on x, packets of 1500 values.
-func forward(t *testing.T, m deeppacket.Model, x []float32) []float32 {
+func forward(t *testing.T, m model.Model, x []float32) []float32 {
 	t.Helper()
 	var out []float32
 	err := torch.NoGrad(func() error {

@@ -1,5 +1,7 @@
 // Command deeppacket runs every step of Deep Packet: preprocess captures,
-// split data sets, train, evaluate, export and predict.
+// split data sets, train, evaluate, export and predict. It wires flags and
+// config to the packages below it (train, ckpt, model, data/*, synth) and
+// holds no pipeline logic of its own.
 package main
 
 import (

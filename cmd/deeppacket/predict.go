@@ -21,11 +21,12 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/deeppacket/deeppacket/ckpt"
 	"github.com/deeppacket/deeppacket/data/capture"
 	"github.com/deeppacket/deeppacket/data/features"
-	"github.com/deeppacket/deeppacket/deeppacket"
 	"github.com/deeppacket/deeppacket/internal/atomicfile"
 	"github.com/deeppacket/deeppacket/internal/progress"
+	"github.com/deeppacket/deeppacket/model"
 	"github.com/deeppacket/deeppacket/torch"
 )
 
@@ -225,13 +226,13 @@ func setThreads(n int) error {
 // loadClassifier loads the model at path onto device: a checkpoint or
 // safetensors, which are data, or, when the user allowed it, TorchScript,
 // which is code (with task and signalLength, which it does not record).
-func loadClassifier(path string, device torch.Device, allowScript bool, task string, signalLength int) (deeppacket.Classifier, func(), error) {
-	m, err := deeppacket.Load(path)
-	if errors.Is(err, deeppacket.ErrTorchScript) {
+func loadClassifier(path string, device torch.Device, allowScript bool, task string, signalLength int) (model.Classifier, func(), error) {
+	m, err := ckpt.Load(path)
+	if errors.Is(err, ckpt.ErrTorchScript) {
 		if !allowScript {
 			return nil, nil, fmt.Errorf("%w: pass --allow-torchscript to run it, if you trust where it comes from (a checkpoint, such as train's checkpoints/best.ckpt, needs no such trust)", err)
 		}
-		sc, err := deeppacket.LoadScriptClassifier(path, device, task, signalLength)
+		sc, err := ckpt.LoadScriptClassifier(path, device, task, signalLength)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -248,12 +249,12 @@ func loadClassifier(path string, device torch.Device, allowScript bool, task str
 		m.Close()
 		return nil, nil, err
 	}
-	return deeppacket.AsClassifier(m), m.Close, nil
+	return model.AsClassifier(m), m.Close, nil
 }
 
 // predictor classifies the packets of captures in batches.
 type predictor struct {
-	model     deeppacket.Classifier
+	model     model.Classifier
 	rows      *rowWriter
 	batchSize int
 	topK      int
@@ -261,7 +262,7 @@ type predictor struct {
 	flows     int
 	damaged   int
 
-	batch   *deeppacket.Batch
+	batch   *model.Batch
 	pending []packetInfo
 	byFlow  map[int64]*flowAgg
 	order   []int64 // flows in order of first packet
@@ -276,7 +277,7 @@ type packetInfo struct {
 type flowAgg struct {
 	firstTS int64
 	tuple   features.FiveTuple
-	score   deeppacket.FlowScore
+	score   model.FlowScore
 }
 
 func (p *predictor) capture(ctx context.Context, path string) (features.Stats, error) {
@@ -285,7 +286,7 @@ func (p *predictor) capture(ctx context.Context, path string) (features.Stats, e
 	}
 	opts := p.model.Preprocessing()
 	tr := features.New(opts)
-	p.batch = deeppacket.NewBatch(tr.Options().SignalLength)
+	p.batch = model.NewBatch(tr.Options().SignalLength)
 	p.pending = p.pending[:0]
 	p.byFlow = map[int64]*flowAgg{}
 	p.order = p.order[:0]
@@ -332,7 +333,7 @@ func (p *predictor) classify(path string) error {
 	if p.batch.Len() == 0 {
 		return nil
 	}
-	probs, err := deeppacket.Probabilities(p.model, p.batch)
+	probs, err := model.Probabilities(p.model, p.batch)
 	if err != nil {
 		return fmt.Errorf("predict %s: %w", path, err)
 	}
@@ -340,7 +341,7 @@ func (p *predictor) classify(path string) error {
 	task := p.model.Task()
 	for i, info := range p.pending {
 		row := probs[i*k : (i+1)*k]
-		p.top = deeppacket.TopClasses(p.top[:0], row, p.topK)
+		p.top = model.TopClasses(p.top[:0], row, p.topK)
 		best := p.top[0]
 		r := flowRow{Row: "packet", Capture: path, Frame: info.index + 1, Timestamp: time.Unix(0, info.ts).UTC(), Flow: flowString(info.flow),
 			Tuple: info.tuple.String(), LabelID: best, Label: task.ClassName(best), Probability: float64(row[best])}

@@ -14,8 +14,9 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
-	"github.com/deeppacket/deeppacket/deeppacket"
+	"github.com/deeppacket/deeppacket/ckpt"
 	"github.com/deeppacket/deeppacket/internal/testenv"
+	"github.com/deeppacket/deeppacket/model"
 )
 
 // goldenKept reads a golden file (see ../shared/README.md) and returns the
@@ -58,21 +59,21 @@ func goldenKept(t *testing.T, path string) ([]int64, [][]byte) {
 // golden file), each labelled as the model labels the reference's own
 // feature bytes, and flow rows that account for every packet.
 func TestPredictResNet(t *testing.T) {
-	model := testenv.Shared(t, "fixtures/reference_traffic_resnet.ckpt")
+	modelPath := testenv.Shared(t, "fixtures/reference_traffic_resnet.ckpt")
 	pcap := testenv.Shared(t, "pcaps/iscx/vpn_sftp.pcap")
 	wantIdx, feats := goldenKept(t, testenv.Shared(t, "golden/iscx/vpn_sftp.pcap.golden"))
 
 	// What the model says of the reference's own bytes.
-	m, err := deeppacket.Load(model)
+	m, err := ckpt.Load(modelPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	b := deeppacket.NewBatch(1500)
+	b := model.NewBatch(1500)
 	for _, f := range feats {
 		b.Add(f)
 	}
-	probs, err := deeppacket.Probabilities(deeppacket.AsClassifier(m), b)
+	probs, err := model.Probabilities(model.AsClassifier(m), b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +81,7 @@ func TestPredictResNet(t *testing.T) {
 
 	dir := t.TempDir()
 	out := filepath.Join(dir, "pred.csv")
-	if msg, err := runCLI(t, "predict", "--model", model, "--batch-size", "50", "--top-k", "3", "-o", out, pcap); err != nil {
+	if msg, err := runCLI(t, "predict", "--model", modelPath, "--batch-size", "50", "--top-k", "3", "-o", out, pcap); err != nil {
 		t.Fatalf("predict: %v\n%s", err, msg)
 	}
 	f, err := os.Open(out)
@@ -149,7 +150,7 @@ func TestPredictResNet(t *testing.T) {
 
 	// JSON lines carry the same packet rows.
 	jl := filepath.Join(dir, "pred.jsonl")
-	if msg, err := runCLI(t, "predict", "--model", model, "--format", "jsonl", "-o", jl, pcap); err != nil {
+	if msg, err := runCLI(t, "predict", "--model", modelPath, "--format", "jsonl", "-o", jl, pcap); err != nil {
 		t.Fatalf("predict jsonl: %v\n%s", err, msg)
 	}
 	data, err := os.ReadFile(jl)
@@ -174,7 +175,7 @@ func TestPredictResNet(t *testing.T) {
 
 	// Parquet: the same rows, timestamps a Parquet TIMESTAMP.
 	pq := filepath.Join(dir, "pred.parquet")
-	if msg, err := runCLI(t, "predict", "--model", model, "--format", "parquet", "-o", pq, pcap); err != nil {
+	if msg, err := runCLI(t, "predict", "--model", modelPath, "--format", "parquet", "-o", pq, pcap); err != nil {
 		t.Fatalf("predict parquet: %v\n%s", err, msg)
 	}
 	pf, err := os.Open(pq)
@@ -247,22 +248,22 @@ func abs(x float64) float64 {
 }
 
 // TestExportInspectCommands: export writes both formats, which read back
-// (the PyTorch side is checked in package deeppacket), and inspect shows
+// (the PyTorch side is checked in package ckpt), and inspect shows
 // the model.
 func TestExportInspectCommands(t *testing.T) {
-	model := testenv.Shared(t, "fixtures/reference_traffic_resnet.ckpt")
+	modelPath := testenv.Shared(t, "fixtures/reference_traffic_resnet.ckpt")
 	dir := t.TempDir()
 	ckpt := filepath.Join(dir, "m.ckpt")
-	if msg, err := runCLI(t, "export", model, "--format", "lightning", "-o", ckpt); err != nil {
+	if msg, err := runCLI(t, "export", modelPath, "--format", "lightning", "-o", ckpt); err != nil {
 		t.Fatalf("%v\n%s", err, msg)
 	}
-	if msg, err := runCLI(t, "export", model, "--format", "torchscript", "-o", filepath.Join(dir, "m.pt")); err != nil {
+	if msg, err := runCLI(t, "export", modelPath, "--format", "torchscript", "-o", filepath.Join(dir, "m.pt")); err != nil {
 		t.Fatalf("%v\n%s", err, msg)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "m.pt")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := runCLI(t, "export", model, "--format", "onnx", "-o", filepath.Join(dir, "m.onnx")); err == nil {
+	if _, err := runCLI(t, "export", modelPath, "--format", "onnx", "-o", filepath.Join(dir, "m.onnx")); err == nil {
 		t.Error("export --format onnx should fail")
 	}
 	out, err := runCLI(t, "inspect", ckpt)

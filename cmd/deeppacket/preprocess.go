@@ -20,8 +20,8 @@ import (
 
 	"github.com/deeppacket/deeppacket/data/capture"
 	"github.com/deeppacket/deeppacket/data/features"
-	"github.com/deeppacket/deeppacket/deeppacket/labels"
 	"github.com/deeppacket/deeppacket/internal/progress"
+	"github.com/deeppacket/deeppacket/labels"
 )
 
 func init() { register(newPreprocessCmd) }

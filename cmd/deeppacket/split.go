@@ -12,7 +12,7 @@ import (
 
 	"github.com/deeppacket/deeppacket/data/dataset"
 	"github.com/deeppacket/deeppacket/data/split"
-	"github.com/deeppacket/deeppacket/deeppacket/labels"
+	"github.com/deeppacket/deeppacket/labels"
 )
 
 func init() { register(newSplitCmd) }

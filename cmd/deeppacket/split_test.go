@@ -13,8 +13,8 @@ import (
 
 	"github.com/deeppacket/deeppacket/data/dataset"
 	"github.com/deeppacket/deeppacket/data/loader"
-	"github.com/deeppacket/deeppacket/deeppacket/labels"
 	"github.com/deeppacket/deeppacket/internal/testenv"
+	"github.com/deeppacket/deeppacket/labels"
 )
 
 // TestPreprocessSplitLoad runs the pipeline on the ISCX captures: preprocess

@@ -3,6 +3,8 @@
 // types), plain or gzip-compressed, told apart by their magic number rather
 // than their extension. It streams: memory stays bounded by the largest
 // record, whatever the file's size.
+//
+// Imports none of our packages.
 package capture
 
 import (

@@ -1,5 +1,7 @@
 // Package dataset defines the Parquet files the pipeline passes between its
 // steps: preprocessed packets (one file per capture) and the train/test sets.
+//
+// Imports: internal/atomicfile; no torch or model code.
 package dataset
 
 // Packet is one row of a preprocessed capture: the feature bytes of one kept

@@ -8,6 +8,8 @@
 // PyTorch reference (scapy) produces, quirks included, so that its published
 // checkpoints see the inputs they were trained on. LayoutPaper does what the
 // Deep Packet paper describes.
+//
+// Imports: data/capture, data/dataset, labels; no torch or model code.
 package features
 
 import (

@@ -11,7 +11,7 @@ import (
 
 	"github.com/deeppacket/deeppacket/data/capture"
 	"github.com/deeppacket/deeppacket/data/dataset"
-	"github.com/deeppacket/deeppacket/deeppacket/labels"
+	"github.com/deeppacket/deeppacket/labels"
 )
 
 // Packet is one frame of a capture after the transform.

@@ -13,8 +13,8 @@ import (
 	"github.com/deeppacket/deeppacket/data/capture"
 	"github.com/deeppacket/deeppacket/data/dataset"
 	"github.com/deeppacket/deeppacket/data/features"
-	"github.com/deeppacket/deeppacket/deeppacket/labels"
 	"github.com/deeppacket/deeppacket/internal/testenv"
+	"github.com/deeppacket/deeppacket/labels"
 )
 
 // TestPreprocessAndResume writes a capture's Parquet file and checks its

@@ -8,6 +8,8 @@
 //
 // Batch is plain Go memory laid out as the model's input tensor, so turning
 // it into a tensor is one copy; the package does not depend on torch.
+//
+// Imports: data/dataset; no torch (batches are float32 slices).
 package loader
 
 import (

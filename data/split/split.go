@@ -15,6 +15,8 @@
 // columns places the cuts before writing.) The result depends on the input
 // and the seed only, not on the number of goroutines, and the test and
 // training counts are the exact numbers (with ByFlow, to the nearest flow).
+//
+// Imports: data/dataset, internal/progress; no torch or model code.
 package split
 
 import (

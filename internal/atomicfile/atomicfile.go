@@ -1,6 +1,8 @@
 // Package atomicfile writes a file under a temporary name in the same folder
 // and renames it into place only when it is complete, so that a crash or an
 // error never leaves a half-written output where a finished one is expected.
+//
+// Imports none of our packages.
 package atomicfile
 
 import (

@@ -1,6 +1,8 @@
 // Package progress draws progress bars on stderr for long work. A bar is
 // silent when stderr is not a terminal or the user asked for --quiet, so logs
 // and CI output stay clean.
+//
+// Imports none of our packages.
 package progress
 
 import (

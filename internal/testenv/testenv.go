@@ -3,6 +3,8 @@
 // .venv, which scripts/install-deps.sh makes). Under
 // CI=true a missing piece fails the test; elsewhere the test is skipped with
 // a message saying what is missing.
+//
+// Imports none of our packages.
 package testenv
 
 import (

@@ -1,4 +1,4 @@
-package deeppacket
+package ckpt
 
 import (
 	"archive/zip"

@@ -1,4 +1,4 @@
-package deeppacket
+package ckpt
 
 import (
 	"errors"
@@ -8,6 +8,8 @@ import (
 	"slices"
 
 	"github.com/deeppacket/deeppacket/data/features"
+	"github.com/deeppacket/deeppacket/labels"
+	"github.com/deeppacket/deeppacket/model"
 	"github.com/deeppacket/deeppacket/torch"
 )
 
@@ -36,7 +38,7 @@ type Checkpoint struct {
 	// Spec is the model the state_dict belongs to: from our "deeppacket"
 	// entry, else told from the state_dict's keys, with the task from
 	// output_dim and the reference layout.
-	Spec Spec
+	Spec model.Spec
 	// Names lists the state_dict's keys in file order.
 	Names     []string
 	StateDict map[string]*torch.Tensor
@@ -75,7 +77,7 @@ func checkpointFrom(path string, tree any) (*Checkpoint, error) {
 		return nil, fmt.Errorf("the pickle holds a %T, not a checkpoint dict", tree)
 	}
 	c := &Checkpoint{Path: path, StateDict: map[string]*torch.Tensor{}, Extra: &torch.Dict{}}
-	var hp HParams
+	var hp model.HParams
 	var meta *torch.Dict
 	for i, k := range top.Keys {
 		v := top.Values[i]
@@ -99,7 +101,7 @@ func checkpointFrom(path string, tree any) (*Checkpoint, error) {
 			if !ok {
 				return nil, fmt.Errorf("hyper_parameters is a %T, not a dict", v)
 			}
-			hp = HParams{}
+			hp = model.HParams{}
 			for j, name := range d.Keys {
 				if s, ok := name.(string); ok {
 					hp[s] = d.Values[j]
@@ -135,43 +137,43 @@ func checkpointFrom(path string, tree any) (*Checkpoint, error) {
 // with our entry's kind, task and preprocessing when there is one (meta
 // nil: none), else the kind told from the names, the task from output_dim
 // and the reference layout.
-func specFrom(names []string, hp HParams, meta *torch.Dict) (Spec, error) {
-	kind, err := KindOf(names)
+func specFrom(names []string, hp model.HParams, meta *torch.Dict) (model.Spec, error) {
+	kind, err := model.KindOf(names)
 	if err != nil {
-		return Spec{}, err
+		return model.Spec{}, err
 	}
-	spec := Spec{Kind: kind, HParams: hp, Preprocessing: features.Options{Layout: features.LayoutReference}}
+	spec := model.Spec{Kind: kind, HParams: hp, Preprocessing: features.Options{Layout: features.LayoutReference}}
 	if meta != nil {
-		if err := spec.readMeta(meta); err != nil {
-			return Spec{}, fmt.Errorf("entry %s: %w", metaKey, err)
+		if err := readMeta(&spec, meta); err != nil {
+			return model.Spec{}, fmt.Errorf("entry %s: %w", metaKey, err)
 		}
 	}
 	if spec.Task.Name == "" {
 		out, err := hp.Int("output_dim")
 		if err != nil {
-			return Spec{}, err
+			return model.Spec{}, err
 		}
-		spec.Task = TaskForOutputDim(int(out))
+		spec.Task = labels.TaskForOutputDim(int(out))
 	}
 	return spec, nil
 }
 
 // readMeta reads our entry: kind, task, layout, mask_ports.
-func (s *Spec) readMeta(d *torch.Dict) error {
+func readMeta(s *model.Spec, d *torch.Dict) error {
 	str := func(key string) string {
 		v, _ := d.Get(key)
 		out, _ := v.(string)
 		return out
 	}
 	if k := str("kind"); k != "" {
-		kind, err := ParseKind(k)
+		kind, err := model.ParseKind(k)
 		if err != nil {
 			return err
 		}
 		s.Kind = kind
 	}
 	if t := str("task"); t != "" {
-		task, err := ParseTask(t)
+		task, err := labels.ParseTask(t)
 		if err != nil {
 			return err
 		}
@@ -188,7 +190,8 @@ func (s *Spec) readMeta(d *torch.Dict) error {
 	return nil
 }
 
-func (s Spec) meta() *torch.Dict {
+// specMeta is our entry for s.
+func specMeta(s model.Spec) *torch.Dict {
 	d := &torch.Dict{}
 	d.Set("kind", string(s.Kind))
 	d.Set("task", s.Task.Name)
@@ -209,11 +212,11 @@ func (c *Checkpoint) Close() {
 // Model builds the checkpoint's model and loads its state_dict strictly:
 // every key, every shape (a mismatch names the tensor and both shapes). The
 // model is in eval mode on the CPU.
-func (c *Checkpoint) Model() (Model, error) {
+func (c *Checkpoint) Model() (model.Model, error) {
 	if err := c.checkFinite(); err != nil {
 		return nil, err
 	}
-	m, err := New(c.Spec)
+	m, err := model.New(c.Spec)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", c.Path, err)
 	}
@@ -249,7 +252,7 @@ func (c *Checkpoint) checkFinite() error {
 // ReadModel reads a checkpoint and builds its model (ReadCheckpoint, then
 // Model), for callers that need what the checkpoint records besides the
 // model too. The caller closes both.
-func ReadModel(path string) (*Checkpoint, Model, error) {
+func ReadModel(path string) (*Checkpoint, model.Model, error) {
 	c, err := ReadCheckpoint(path)
 	if err != nil {
 		return nil, nil, err
@@ -264,7 +267,7 @@ func ReadModel(path string) (*Checkpoint, Model, error) {
 
 // Load reads the model of a checkpoint: ReadCheckpoint, then Model, in eval
 // mode on the CPU (Store().To moves it).
-func Load(path string) (Model, error) {
+func Load(path string) (model.Model, error) {
 	c, err := ReadCheckpoint(path)
 	if err != nil {
 		return nil, err
@@ -287,7 +290,7 @@ type Meta struct {
 // global_step, pytorch-lightning_version, our "deeppacket" entry and
 // meta.Extra. Python's torch.load reads it and the reference's
 // LightningModule.load_from_checkpoint loads it.
-func SaveCheckpoint(path string, m Model, meta Meta) error {
+func SaveCheckpoint(path string, m model.Model, meta Meta) error {
 	state := &torch.Dict{}
 	var made []*torch.Tensor
 	defer func() {
@@ -307,7 +310,7 @@ func SaveCheckpoint(path string, m Model, meta Meta) error {
 	}
 	hp := &torch.Dict{}
 	h := m.HParams()
-	if m.Kind() != KindSAE {
+	if m.Kind() != model.KindSAE {
 		// The reference's constructors take data_path; load_from_checkpoint
 		// passes hyper_parameters as keyword arguments.
 		if _, ok := h["data_path"]; !ok {
@@ -315,7 +318,7 @@ func SaveCheckpoint(path string, m Model, meta Meta) error {
 		}
 	}
 	names := slices.Sorted(maps.Keys(h))
-	order := append(slices.Clone(CNNHParams), ResNetHParams...)
+	order := append(slices.Clone(model.CNNHParams), model.ResNetHParams...)
 	order = append(order, "data_path")
 	slices.SortStableFunc(names, func(a, b string) int {
 		return orderIndex(order, a) - orderIndex(order, b)
@@ -335,8 +338,8 @@ func SaveCheckpoint(path string, m Model, meta Meta) error {
 	}
 	top.Set("hparams_name", "kwargs")
 	top.Set("hyper_parameters", hp)
-	spec := Spec{Kind: m.Kind(), Task: m.Task(), Preprocessing: m.Preprocessing()}
-	top.Set(metaKey, spec.meta())
+	spec := model.Spec{Kind: m.Kind(), Task: m.Task(), Preprocessing: m.Preprocessing()}
+	top.Set(metaKey, specMeta(spec))
 	if err := torch.SavePickle(path, top); err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package deeppacket
+package ckpt
 
 import (
 	"encoding/json"
@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/deeppacket/deeppacket/internal/testenv"
+	"github.com/deeppacket/deeppacket/labels"
+	"github.com/deeppacket/deeppacket/model"
 	"github.com/deeppacket/deeppacket/torch"
 )
 
@@ -42,7 +44,7 @@ func loadFixture(t *testing.T, name string) fixture {
 }
 
 // logitsOf runs m on x in eval mode without autograd.
-func logitsOf(t *testing.T, m Model, x []float32, shape []int64) []float32 {
+func logitsOf(t *testing.T, m model.Model, x []float32, shape []int64) []float32 {
 	t.Helper()
 	var out []float32
 	err := torch.NoGrad(func() error {
@@ -72,11 +74,11 @@ func maxAbsDiff(a, b []float32) float64 {
 func TestFixtureParity(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		kind Kind
-		task Task
+		kind model.Kind
+		task labels.Task
 	}{
-		{"reference_traffic_resnet", KindResNet, Traffic},
-		{"cnn_small", KindCNN, Application},
+		{"reference_traffic_resnet", model.KindResNet, labels.Traffic},
+		{"cnn_small", model.KindCNN, labels.Application},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := loadFixture(t, tc.name)

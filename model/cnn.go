@@ -1,4 +1,4 @@
-package deeppacket
+package model
 
 import "github.com/deeppacket/deeppacket/torch"
 

@@ -1,6 +1,9 @@
-// Package labels holds the reference's label maps: from a capture's name to
-// its application id and traffic id, and the class names of those ids. It is
-// pure Go, so that preprocessing and reporting need no model code.
+// Package labels holds the reference's label maps (from a capture's name to
+// its application id and traffic id, and the class names of those ids) and
+// its two classification tasks (Application, Traffic: a model's head size
+// and class names). It is a leaf: pure Go, importing none of our packages,
+// so that preprocessing, the split, training and the CLI share it without
+// pulling in model code.
 package labels
 
 import (

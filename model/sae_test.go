@@ -1,4 +1,4 @@
-package deeppacket
+package model
 
 import (
 	"slices"

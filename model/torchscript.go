@@ -1,4 +1,4 @@
-package deeppacket
+package model
 
 import (
 	"fmt"
@@ -11,49 +11,6 @@ import (
 // exported TorchScript module: TorchScript attributes cannot contain dots,
 // so dots become underscores ("conv1.0.weight" → "conv1_0_weight").
 func TorchScriptName(name string) string { return strings.ReplaceAll(name, ".", "_") }
-
-// ExportTorchScript writes m as a TorchScript module (atomically): every
-// parameter and buffer under its TorchScriptName, and a forward written in
-// TorchScript (torch.conv1d, torch.batch_norm, torch.max_pool1d,
-// torch.linear, …), so that Python's torch.jit.load and C++'s
-// torch::jit::load run it with no Deep Packet code. forward is inference:
-// dropout off and batch norm on the running statistics, whatever m's mode.
-// Input [batch, 1, signal_length] float32, output logits [batch,
-// output_dim].
-func ExportTorchScript(m Model, path string) error {
-	sm, err := torch.NewScriptModule("DeepPacket" + strings.ToUpper(string(m.Kind()[:1])) + string(m.Kind()[1:]))
-	if err != nil {
-		return err
-	}
-	defer sm.Close()
-	seen := map[string]string{}
-	var made []*torch.Tensor
-	defer func() {
-		for _, t := range made {
-			t.Free()
-		}
-	}()
-	for _, v := range m.Store().Vars() {
-		name := TorchScriptName(v.Name)
-		if other, dup := seen[name]; dup {
-			return fmt.Errorf("export %s: %s and %s both become %s", path, other, v.Name, name)
-		}
-		seen[name] = v.Name
-		t := cpuCopy(v.Tensor)
-		made = append(made, t)
-		if err := sm.Register(name, t, v.Buffer); err != nil {
-			return fmt.Errorf("export %s: %s: %w", path, v.Name, err)
-		}
-	}
-	src, err := scriptSource(m)
-	if err != nil {
-		return fmt.Errorf("export %s: %w", path, err)
-	}
-	if err := sm.Define(src); err != nil {
-		return fmt.Errorf("export %s: compile forward: %w\n%s", path, err, src)
-	}
-	return sm.Save(path)
-}
 
 // script accumulates TorchScript source lines of forward.
 type script struct{ b strings.Builder }
@@ -97,7 +54,12 @@ def same_pad(self, x: Tensor, k: int, s: int) -> Tensor:
     return torch.constant_pad_nd(x, [p // 2, p - p // 2], 0.0)
 `
 
-func scriptSource(m Model) (string, error) {
+// TorchScriptSource is m's forward in TorchScript (torch.conv1d,
+// torch.batch_norm, torch.max_pool1d, torch.linear, …) over attributes
+// named by TorchScriptName: inference, with dropout off and batch norm on
+// the running statistics, whatever m's mode. ckpt.ExportTorchScript
+// compiles it into a module file.
+func TorchScriptSource(m Model) (string, error) {
 	var s script
 	extra := ""
 	switch m := m.(type) {

@@ -1,8 +1,9 @@
-// Package deeppacket holds the Deep Packet models over package torch — the
+// Package model holds the Deep Packet models over package torch — the
 // reference's CNN and ResNet, parameter for parameter, and the paper's
-// stacked autoencoder — with the reference's task definitions, safe loading
-// of PyTorch Lightning checkpoints, and export to TorchScript and to
-// Lightning's checkpoint layout.
+// stacked autoencoder — and what classifying with one needs (Batch,
+// Classifier, Probabilities). It owns the modules only: the file formats a
+// model is read from and written to (Lightning checkpoints, safetensors,
+// TorchScript files) are package ckpt's.
 //
 // Names follow the reference (github.com/munhouiani/Deep-Packet, ml/model.py)
 // exactly: hyperparameters are its constructor arguments and parameter names
@@ -11,8 +12,12 @@
 //
 // TorchScript attributes cannot contain dots, so an exported TorchScript
 // module names each tensor by its state_dict key with dots replaced by
-// underscores: "conv1.0.weight" is self.conv1_0_weight (see TorchScriptName).
-package deeppacket
+// underscores: "conv1.0.weight" is self.conv1_0_weight (see TorchScriptName
+// and TorchScriptSource, which ckpt.ExportTorchScript compiles).
+//
+// Imports: torch, labels, data/features (a model's preprocessing options);
+// never ckpt, train or cmd.
+package model
 
 import (
 	"fmt"
@@ -21,6 +26,7 @@ import (
 	"strings"
 
 	"github.com/deeppacket/deeppacket/data/features"
+	"github.com/deeppacket/deeppacket/labels"
 	"github.com/deeppacket/deeppacket/torch"
 )
 
@@ -96,7 +102,7 @@ type Spec struct {
 	Kind    Kind
 	HParams HParams
 	// Task gives the class names; zero means inferred from output_dim.
-	Task Task
+	Task labels.Task
 	// Preprocessing is the packet transform the model expects (layout and
 	// port masking; its SignalLength is the model's signal_length).
 	// Reference checkpoints expect features.LayoutReference.
@@ -111,7 +117,7 @@ type Model interface {
 	torch.Module
 	Kind() Kind
 	HParams() HParams
-	Task() Task
+	Task() labels.Task
 	// Preprocessing is the packet transform the model's inputs went
 	// through, SignalLength included.
 	Preprocessing() features.Options
@@ -129,7 +135,7 @@ type base struct {
 
 func (b *base) Kind() Kind                      { return b.spec.Kind }
 func (b *base) HParams() HParams                { return b.spec.HParams.Clone() }
-func (b *base) Task() Task                      { return b.spec.Task }
+func (b *base) Task() labels.Task               { return b.spec.Task }
 func (b *base) Store() *torch.Store             { return b.store }
 func (b *base) OutputDim() int                  { return b.outputDim }
 func (b *base) Close()                          { b.store.Close() }
@@ -149,7 +155,7 @@ func New(spec Spec) (Model, error) {
 		return nil, err
 	}
 	if spec.Task.Name == "" {
-		spec.Task = TaskForOutputDim(int(out[0]))
+		spec.Task = labels.TaskForOutputDim(int(out[0]))
 	}
 	spec.Preprocessing.SignalLength = int(signal[0])
 	b := base{spec: spec, store: torch.NewStore(), outputDim: int(out[0])}
@@ -264,4 +270,26 @@ func flatSize(signal int64, f func(*torch.Tensor) *torch.Tensor) (int64, error) 
 		return 0, fmt.Errorf("size fc1 with a dummy input: %w", err)
 	}
 	return y.Numel(), nil
+}
+
+// DefaultHParams are the reference's settings for a model of kind on task
+// (train_cnn.py, train_resnet.py), and the paper's SAE.
+func DefaultHParams(kind Kind, task labels.Task) (HParams, error) {
+	out := int64(task.OutputDim)
+	switch kind {
+	case KindCNN:
+		h := HParams{"c1_output_dim": int64(200), "c2_output_dim": int64(200), "output_dim": out, "signal_length": int64(1500)}
+		if task.Name == labels.Traffic.Name {
+			h["c1_kernel_size"], h["c1_stride"], h["c2_kernel_size"], h["c2_stride"] = int64(5), int64(3), int64(4), int64(3)
+		} else {
+			h["c1_kernel_size"], h["c1_stride"], h["c2_kernel_size"], h["c2_stride"] = int64(4), int64(3), int64(5), int64(1)
+		}
+		return h, nil
+	case KindResNet:
+		return HParams{"c1_output_dim": int64(16), "c1_kernel_size": int64(5), "c1_stride": int64(3), "c1_groups": int64(1),
+			"c1_n_block": int64(4), "output_dim": out, "signal_length": int64(1500)}, nil
+	case KindSAE:
+		return HParams{"hidden_dims": []any{int64(400), int64(300), int64(200), int64(100), int64(50)}, "output_dim": out, "signal_length": int64(1500)}, nil
+	}
+	return nil, fmt.Errorf("unknown model kind %q", kind)
 }

@@ -1,4 +1,4 @@
-package deeppacket
+package ckpt
 
 import (
 	"encoding/json"
@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/deeppacket/deeppacket/internal/testenv"
+	"github.com/deeppacket/deeppacket/labels"
+	"github.com/deeppacket/deeppacket/model"
 	"github.com/deeppacket/deeppacket/torch"
 )
 
@@ -21,15 +23,15 @@ func TestExportInPyTorch(t *testing.T) {
 	python := testenv.Python(t)
 	dir := t.TempDir()
 	type manifestCase struct {
-		Name       string `json:"name"`
-		Base       string `json:"base"`
-		Kind       Kind   `json:"kind"`
-		Epoch      int64  `json:"epoch"`
-		GlobalStep int64  `json:"global_step"`
-		Seed       uint64 `json:"seed"`
+		Name       string     `json:"name"`
+		Base       string     `json:"base"`
+		Kind       model.Kind `json:"kind"`
+		Epoch      int64      `json:"epoch"`
+		GlobalStep int64      `json:"global_step"`
+		Seed       uint64     `json:"seed"`
 	}
 	var manifest []manifestCase
-	add := func(name string, m Model, x []float32, shape []int64, seed uint64) {
+	add := func(name string, m model.Model, x []float32, shape []int64, seed uint64) {
 		t.Helper()
 		base := filepath.Join(dir, name)
 		logits := logitsOf(t, m, x, shape)
@@ -51,7 +53,7 @@ func TestExportInPyTorch(t *testing.T) {
 		if err := torch.ManualSeed(seed); err != nil {
 			t.Fatal(err)
 		}
-		fresh, err := New(Spec{Kind: m.Kind(), HParams: m.HParams()})
+		fresh, err := model.New(model.Spec{Kind: m.Kind(), HParams: m.HParams()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,11 +88,11 @@ func TestExportInPyTorch(t *testing.T) {
 		defer m.Close()
 		add(name, m, f.inputs[:16*1500], []int64{16, 1, 1500}, uint64(4321+i))
 	}
-	hp, err := DefaultHParams(KindSAE, Traffic)
+	hp, err := model.DefaultHParams(model.KindSAE, labels.Traffic)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sae, err := New(Spec{Kind: KindSAE, HParams: hp})
+	sae, err := model.New(model.Spec{Kind: model.KindSAE, HParams: hp})
 	if err != nil {
 		t.Fatal(err)
 	}

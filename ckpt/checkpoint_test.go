@@ -1,4 +1,4 @@
-package deeppacket
+package ckpt
 
 import (
 	"errors"
@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/deeppacket/deeppacket/internal/testenv"
+	"github.com/deeppacket/deeppacket/labels"
+	"github.com/deeppacket/deeppacket/model"
 	"github.com/deeppacket/deeppacket/torch"
 )
 
@@ -82,7 +84,7 @@ func TestResNetStructure(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	m, err := New(c.Spec)
+	m, err := model.New(c.Spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,9 +107,9 @@ func TestResNetStructure(t *testing.T) {
 // TestCheckpointRoundTrip: our checkpoint keeps the weights, the spec and
 // the Adam state a run resumes from, and a wrong shape is named.
 func TestCheckpointRoundTrip(t *testing.T) {
-	hp := HParams{"c1_output_dim": int64(4), "c1_kernel_size": int64(5), "c1_stride": int64(3), "c2_output_dim": int64(4),
+	hp := model.HParams{"c1_output_dim": int64(4), "c1_kernel_size": int64(5), "c1_stride": int64(3), "c2_output_dim": int64(4),
 		"c2_kernel_size": int64(3), "c2_stride": int64(1), "output_dim": int64(12), "signal_length": int64(60)}
-	m, err := New(Spec{Kind: KindCNN, HParams: hp})
+	m, err := model.New(model.Spec{Kind: model.KindCNN, HParams: hp})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +139,7 @@ func TestCheckpointRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if c.Spec.Kind != KindCNN || c.Spec.Task.Name != "traffic" || c.Epoch != 2 || c.GlobalStep != 7 {
+	if c.Spec.Kind != model.KindCNN || c.Spec.Task.Name != "traffic" || c.Epoch != 2 || c.GlobalStep != 7 {
 		t.Fatalf("read back kind %s task %q epoch %d step %d", c.Spec.Kind, c.Spec.Task.Name, c.Epoch, c.GlobalStep)
 	}
 	back, err := c.Model()
@@ -180,12 +182,12 @@ func TestCheckpointRoundTrip(t *testing.T) {
 // A checkpoint whose weights hold a NaN (a run that diverged) is refused,
 // naming the tensor, instead of classifying everything as one class.
 func TestNaNWeightsRefused(t *testing.T) {
-	hp, err := DefaultHParams(KindCNN, Traffic)
+	hp, err := model.DefaultHParams(model.KindCNN, labels.Traffic)
 	if err != nil {
 		t.Fatal(err)
 	}
 	hp["c1_output_dim"], hp["c2_output_dim"] = int64(4), int64(4)
-	m, err := New(Spec{Kind: KindCNN, HParams: hp})
+	m, err := model.New(model.Spec{Kind: model.KindCNN, HParams: hp})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package deeppacket
+package ckpt
 
 import (
 	"encoding/json"
@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/deeppacket/deeppacket/ckpt/safetensors"
+	"github.com/deeppacket/deeppacket/model"
 	"github.com/deeppacket/deeppacket/torch"
 )
 
@@ -75,7 +76,7 @@ func (c *Checkpoint) readSafetensorsMeta(md map[string]string) error {
 	if err := json.Unmarshal([]byte(raw), &hp); err != nil {
 		return fmt.Errorf("metadata hyper_parameters: %w", err)
 	}
-	h := HParams{}
+	h := model.HParams{}
 	for k, v := range hp {
 		switch x := v.(type) {
 		case float64: // JSON numbers; the models' sizes are integers
@@ -124,7 +125,7 @@ func (c *Checkpoint) readSafetensorsMeta(md map[string]string) error {
 
 // SaveSafetensors writes m's state_dict and what loading it needs as
 // safetensors, atomically.
-func SaveSafetensors(path string, m Model, meta Meta) error {
+func SaveSafetensors(path string, m model.Model, meta Meta) error {
 	f := &safetensors.File{Tensors: map[string]safetensors.Tensor{}, Metadata: map[string]string{}}
 	for _, v := range m.Store().Vars() {
 		data, err := v.Tensor.Bytes()
@@ -142,8 +143,8 @@ func SaveSafetensors(path string, m Model, meta Meta) error {
 	if err != nil {
 		return fmt.Errorf("save %s: %w", path, err)
 	}
-	spec := Spec{Kind: m.Kind(), Task: m.Task(), Preprocessing: m.Preprocessing()}
-	sm := spec.meta()
+	spec := model.Spec{Kind: m.Kind(), Task: m.Task(), Preprocessing: m.Preprocessing()}
+	sm := specMeta(spec)
 	mm := map[string]any{}
 	for i, k := range sm.Keys {
 		mm[k.(string)] = sm.Values[i]

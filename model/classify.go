@@ -1,11 +1,11 @@
-package deeppacket
+package model
 
 import (
 	"fmt"
 	"sort"
 
 	"github.com/deeppacket/deeppacket/data/features"
-
+	"github.com/deeppacket/deeppacket/labels"
 	"github.com/deeppacket/deeppacket/torch"
 )
 
@@ -47,11 +47,11 @@ func (b *Batch) Reset() { b.n, b.data = 0, b.data[:0] }
 
 // Classifier is what classifying packets needs of a model: a checkpoint's
 // Model (AsClassifier) or a TorchScript module its user chose to run
-// (LoadScriptClassifier).
+// (ckpt.LoadScriptClassifier).
 type Classifier interface {
 	Forward(x *torch.Tensor) *torch.Tensor
 	Device() torch.Device
-	Task() Task
+	Task() labels.Task
 	Preprocessing() features.Options
 	OutputDim() int
 	// Training reports whether dropout and batch norm are in training mode.
@@ -65,63 +65,6 @@ type modelClassifier struct{ Model }
 
 func (m modelClassifier) Device() torch.Device { return m.Store().Device() }
 func (m modelClassifier) Training() bool       { return m.Store().Training() }
-
-// ScriptClassifier is a TorchScript module taking [batch, 1, signal_length]
-// bytes/255 and giving logits, as `deeppacket export --format torchscript`
-// and `train` (model.pt) write it. TorchScript is code: load one only from a
-// source you trust.
-type ScriptClassifier struct {
-	module *torch.ScriptModule
-	device torch.Device
-	task   Task
-	prep   features.Options
-	out    int
-}
-
-// LoadScriptClassifier loads the TorchScript module at path onto device,
-// in eval mode. Its inputs are taken to be signalLength bytes in the
-// reference layout; task names its classes ("" tells them from its output
-// size, which one forward pass of zeros measures).
-func LoadScriptClassifier(path string, device torch.Device, task string, signalLength int) (*ScriptClassifier, error) {
-	m, err := torch.LoadScriptModule(path, device)
-	if err != nil {
-		return nil, err
-	}
-	c := &ScriptClassifier{module: m, device: device, prep: features.Options{Layout: features.LayoutReference, SignalLength: signalLength}}
-	err = torch.NoGrad(func() error {
-		s := torch.NewScope()
-		defer s.Close()
-		shape := m.Forward(torch.Zeros(s, []int64{1, 1, int64(signalLength)}, torch.Float32, device)).Shape()
-		if len(shape) != 2 || shape[0] != 1 {
-			return fmt.Errorf("its output for one packet has shape %v, want [1, classes]", shape)
-		}
-		c.out = int(shape[1])
-		return nil
-	})
-	if err == nil {
-		c.task = TaskForOutputDim(c.out)
-		if task != "" {
-			if c.task, err = ParseTask(task); err == nil && c.out < c.task.Classes {
-				err = fmt.Errorf("--task %s has %d classes, the model %d outputs", task, c.task.Classes, c.out)
-			}
-		}
-	}
-	if err != nil {
-		m.Close()
-		return nil, fmt.Errorf("load %s: %w", path, err)
-	}
-	return c, nil
-}
-
-func (c *ScriptClassifier) Forward(x *torch.Tensor) *torch.Tensor { return c.module.Forward(x) }
-func (c *ScriptClassifier) Device() torch.Device                  { return c.device }
-func (c *ScriptClassifier) Task() Task                            { return c.task }
-func (c *ScriptClassifier) Preprocessing() features.Options       { return c.prep }
-func (c *ScriptClassifier) OutputDim() int                        { return c.out }
-func (c *ScriptClassifier) Training() bool                        { return false }
-
-// Close frees the module.
-func (c *ScriptClassifier) Close() { c.module.Close() }
 
 // Probabilities runs c on the batch in eval mode without autograd, on c's
 // device, and returns the softmax of its logits: Len()×OutputDim values,
