@@ -128,8 +128,8 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	s.Close()
 	path := filepath.Join(t.TempDir(), "m.ckpt")
 	extra := &torch.Dict{}
-	adam := AdamStateDict(opt)
-	defer FreeTree(adam)
+	adam := opt.StateDict()
+	defer torch.FreeTree(adam)
 	extra.Set("optimizer_states", []any{adam})
 	if err := SaveCheckpoint(path, m, Meta{Epoch: 2, GlobalStep: 7, Extra: extra}); err != nil {
 		t.Fatal(err)
@@ -160,7 +160,7 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	}
 	opt2 := torch.NewAdam(back.Store().Parameters(), torch.DefaultAdam())
 	defer opt2.Close()
-	if err := LoadAdamState(opt2, list[0]); err != nil {
+	if err := opt2.LoadStateDict(list[0]); err != nil {
 		t.Fatal(err)
 	}
 	for i, st := range opt.State {

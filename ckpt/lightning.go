@@ -43,7 +43,7 @@ type Checkpoint struct {
 	Names     []string
 	StateDict map[string]*torch.Tensor
 	// Extra holds every other top-level entry as read (optimizer_states,
-	// loops, callbacks, …), for resuming; see AdamStateDict.
+	// loops, callbacks, …), for resuming; see torch.Optimizer.StateDict.
 	Extra *torch.Dict
 }
 
@@ -65,7 +65,7 @@ func ReadCheckpoint(path string) (*Checkpoint, error) {
 	}
 	c, err := checkpointFrom(path, tree)
 	if err != nil {
-		freeTree(tree)
+		torch.FreeTree(tree)
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	return c, nil
@@ -206,7 +206,7 @@ func (c *Checkpoint) Close() {
 	for _, t := range c.StateDict {
 		t.Free()
 	}
-	freeTree(c.Extra)
+	torch.FreeTree(c.Extra)
 }
 
 // Model builds the checkpoint's model and loads its state_dict strictly:
@@ -280,7 +280,7 @@ func Load(path string) (model.Model, error) {
 type Meta struct {
 	Epoch, GlobalStep int64
 	// Extra entries, written as they are (torch.SavePickle's Go types):
-	// "optimizer_states": []any{AdamStateDict(opt)} lets a run resume; a
+	// "optimizer_states": []any{opt.StateDict()} lets a run resume; a
 	// Checkpoint's Extra passes a read checkpoint's training state on.
 	Extra *torch.Dict
 }
@@ -301,7 +301,7 @@ func SaveCheckpoint(path string, m model.Model, meta Meta) error {
 	for _, v := range m.Store().Vars() {
 		// Detached CPU copies: torch.load then gives plain tensors on the
 		// CPU, as Lightning's own checkpoints hold.
-		t := cpuCopy(v.Tensor)
+		t := v.Tensor.CPUCopy()
 		made = append(made, t)
 		if err := t.Err(); err != nil {
 			return fmt.Errorf("save %s: %s: %w", path, v.Name, err)
@@ -351,136 +351,4 @@ func orderIndex(order []string, name string) int {
 		return i
 	}
 	return len(order)
-}
-
-// AdamStateDict is optimizer.state_dict() of a torch.optim.Adam over a
-// model's Parameters(), in PyTorch 1.13's layout (step as a float tensor),
-// as Lightning stores it in optimizer_states.
-func AdamStateDict(a *torch.Adam) *torch.Dict {
-	state := &torch.Dict{}
-	for i, s := range a.State {
-		if s.ExpAvg == nil {
-			continue
-		}
-		st := &torch.Dict{}
-		st.Set("step", torch.FromSlice(nil, []float32{float32(s.Step)}, []int64{}, torch.CPU))
-		st.Set("exp_avg", cpuCopy(s.ExpAvg))
-		st.Set("exp_avg_sq", cpuCopy(s.ExpAvgSq))
-		state.Set(int64(i), st)
-	}
-	params := make([]any, len(a.Params))
-	for i := range params {
-		params[i] = int64(i)
-	}
-	group := &torch.Dict{}
-	c := a.Config
-	for _, kv := range []struct {
-		k string
-		v any
-	}{{"lr", c.LR}, {"betas", []any{c.Beta1, c.Beta2}}, {"eps", c.Eps}, {"weight_decay", c.WeightDecay},
-		{"amsgrad", false}, {"maximize", false}, {"foreach", nil}, {"capturable", false}, {"params", params}} {
-		group.Set(kv.k, kv.v)
-	}
-	out := &torch.Dict{}
-	out.Set("state", state)
-	out.Set("param_groups", []any{group})
-	return out
-}
-
-// FreeTree frees the tensors of a tree such as AdamStateDict's, once saved.
-func FreeTree(v any) { freeTree(v) }
-
-// LoadAdamState restores an optimizer.state_dict() (AdamStateDict's, or a
-// Lightning checkpoint's optimizer_states[0]) into a, whose parameters must
-// be the same model's in the same order. Its tensors are copied.
-func LoadAdamState(a *torch.Adam, sd any) error {
-	top, ok := sd.(*torch.Dict)
-	if !ok {
-		return fmt.Errorf("optimizer state is a %T, not a dict", sd)
-	}
-	groups, _ := top.Get("param_groups")
-	if gl, ok := groups.([]any); ok && len(gl) == 1 {
-		if g, ok := gl[0].(*torch.Dict); ok {
-			if p, ok := g.Get("params"); ok {
-				if pl, ok := p.([]any); ok && len(pl) != len(a.Params) {
-					return fmt.Errorf("optimizer state covers %d parameters, the model has %d", len(pl), len(a.Params))
-				}
-			}
-			if lr, ok := g.Get("lr"); ok {
-				if f, ok := lr.(float64); ok {
-					a.Config.LR = f
-				}
-			}
-		}
-	}
-	rawState, _ := top.Get("state")
-	state, ok := rawState.(*torch.Dict)
-	if !ok {
-		return errors.New("optimizer state has no state dict")
-	}
-	if len(a.State) < len(a.Params) {
-		a.State = append(a.State, make([]torch.AdamState, len(a.Params)-len(a.State))...)
-	}
-	for i, k := range state.Keys {
-		idx, ok := k.(int64)
-		if !ok || idx < 0 || int(idx) >= len(a.Params) {
-			return fmt.Errorf("optimizer state for parameter %v: the model has %d", k, len(a.Params))
-		}
-		st, ok := state.Values[i].(*torch.Dict)
-		if !ok {
-			return fmt.Errorf("optimizer state %d is a %T", idx, state.Values[i])
-		}
-		step, err := scalar(st, "step")
-		if err != nil {
-			return fmt.Errorf("optimizer state %d: %w", idx, err)
-		}
-		dev, err := a.Params[idx].Device()
-		if err != nil {
-			return err
-		}
-		var moments [2]*torch.Tensor
-		for j, name := range []string{"exp_avg", "exp_avg_sq"} {
-			v, _ := st.Get(name)
-			t, ok := v.(*torch.Tensor)
-			if !ok {
-				return fmt.Errorf("optimizer state %d: %s is a %T", idx, name, v)
-			}
-			if want, got := a.Params[idx].Shape(), t.Shape(); !slices.Equal(want, got) {
-				return fmt.Errorf("optimizer state %d: %s has shape %v, the parameter %v", idx, name, got, want)
-			}
-			moved := t.ToType(dev, torch.Float32)
-			moments[j] = moved.Clone()
-			moved.Free()
-			if err := moments[j].Err(); err != nil {
-				return err
-			}
-		}
-		old := a.State[idx]
-		old.ExpAvg.Free()
-		old.ExpAvgSq.Free()
-		a.State[idx] = torch.AdamState{Step: step, ExpAvg: moments[0], ExpAvgSq: moments[1]}
-	}
-	return nil
-}
-
-// cpuCopy is t detached and on the CPU, a new handle the caller frees.
-func cpuCopy(t *torch.Tensor) *torch.Tensor {
-	d := t.Detach()
-	c := d.To(torch.CPU)
-	d.Free()
-	return c
-}
-
-// scalar reads a number stored as a Python number or a one-element tensor.
-func scalar(d *torch.Dict, key string) (float64, error) {
-	v, _ := d.Get(key)
-	switch x := v.(type) {
-	case float64:
-		return x, nil
-	case int64:
-		return float64(x), nil
-	case *torch.Tensor:
-		return x.Item()
-	}
-	return 0, fmt.Errorf("%s is a %T", key, v)
 }

@@ -42,7 +42,7 @@ func ExportTorchScript(m model.Model, path string) error {
 			return fmt.Errorf("export %s: %s and %s both become %s", path, other, v.Name, name)
 		}
 		seen[name] = v.Name
-		t := cpuCopy(v.Tensor)
+		t := v.Tensor.CPUCopy()
 		made = append(made, t)
 		if err := sm.Register(name, t, v.Buffer); err != nil {
 			return fmt.Errorf("export %s: %s: %w", path, v.Name, err)

@@ -262,7 +262,7 @@ func (a *archive) Close() error { return a.zr.Close() }
 // unpickle reads data.pkl with the allow-list and converts the result to
 // the Go tree torch.SavePickle writes (nil, bool, int64, float64, string,
 // *torch.Tensor, []any, *torch.Dict). Tensors are unscoped: the caller frees
-// them (freeTree).
+// them (torch.FreeTree).
 func (a *archive) unpickle() (tree any, err error) {
 	f, err := a.zr.Open(a.prefix + "data.pkl")
 	if err != nil {
@@ -531,20 +531,4 @@ func halfToFloat32(h uint16) float32 {
 		return math.Float32frombits(sign | 0x7f800000 | frac<<13)
 	}
 	return math.Float32frombits(sign | (exp+112)<<23 | frac<<13)
-}
-
-// freeTree frees every tensor in a tree that unpickle made.
-func freeTree(v any) {
-	switch x := v.(type) {
-	case *torch.Tensor:
-		x.Free()
-	case []any:
-		for _, item := range x {
-			freeTree(item)
-		}
-	case *torch.Dict:
-		for _, item := range x.Values {
-			freeTree(item)
-		}
-	}
 }

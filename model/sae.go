@@ -136,17 +136,10 @@ func (p *Pretrainer) Loss(x *torch.Tensor) *torch.Tensor {
 	return p.decoder.Forward(p.encoder.Forward(in)).MSELoss(in, torch.ReductionMean)
 }
 
-// Optimizer is what a pretraining step needs of an optimiser (torch.Adam,
-// torch.SGD).
-type Optimizer interface {
-	ZeroGrad() error
-	Step() error
-}
-
 // Step is one pretraining step on batch x: zero the gradients, compute the
 // loss, back-propagate and update. It returns the loss. Run it inside a
 // scope that the caller closes.
-func (p *Pretrainer) Step(x *torch.Tensor, opt Optimizer) (float64, error) {
+func (p *Pretrainer) Step(x *torch.Tensor, opt torch.Optimizer) (float64, error) {
 	if err := opt.ZeroGrad(); err != nil {
 		return 0, err
 	}

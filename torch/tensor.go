@@ -408,6 +408,15 @@ func (t *Tensor) Detach() *Tensor {
 	return apply(func(out *C.dpt_tensor) C.dpt_error { return C.dpt_detach(t.h, out) }, t)
 }
 
+// CPUCopy is t.detach().cpu(): a new unscoped handle the caller frees, as
+// saved state holds tensors.
+func (t *Tensor) CPUCopy() *Tensor {
+	d := t.Detach()
+	c := d.To(CPU)
+	d.Free()
+	return c
+}
+
 // Equal is torch.equal: same shape and elements.
 func (t *Tensor) Equal(other *Tensor) (bool, error) {
 	if _, err := operands(t, other); err != nil {

@@ -29,14 +29,12 @@ func (t *trainer) save(path string, epoch int) error {
 	var owned []any
 	defer func() {
 		for _, v := range owned {
-			ckpt.FreeTree(v)
+			torch.FreeTree(v)
 		}
 	}()
-	if adam, ok := t.opt.(*torch.Adam); ok {
-		st := ckpt.AdamStateDict(adam)
-		owned = append(owned, st)
-		extra.Set("optimizer_states", []any{st})
-	}
+	st := t.opt.StateDict()
+	owned = append(owned, st)
+	extra.Set("optimizer_states", []any{st})
 	extra.Set("lr_schedulers", []any{})
 	es := &torch.Dict{}
 	best := torch.FromSlice(nil, []float64{t.es.bestValue}, []int64{}, torch.CPU)
@@ -156,19 +154,15 @@ func (t *trainer) resume(path string) error {
 	if err := t.model.Store().LoadStateDict(ck.StateDict); err != nil {
 		return fail("%v", err)
 	}
-	if adam, ok := t.opt.(*torch.Adam); ok {
-		osv, _ := ck.Extra.Get("optimizer_states")
-		states, ok := osv.([]any)
-		if !ok || len(states) != 1 {
-			return fail("no optimizer state")
-		}
-		if err := ckpt.LoadAdamState(adam, states[0]); err != nil {
-			return fail("%v", err)
-		}
-		adam.Config.LR = t.cfg.Optimizer.LR
-	} else {
-		return fail("resuming needs optimizer.name adam (SGD's momentum is not checkpointed)")
+	osv, _ := ck.Extra.Get("optimizer_states")
+	states, ok := osv.([]any)
+	if !ok || len(states) != 1 {
+		return fail("no optimizer state")
 	}
+	if err := t.opt.LoadStateDict(states[0]); err != nil {
+		return fail("%v", err)
+	}
+	t.opt.SetLR(t.cfg.Optimizer.LR)
 	next, ok := getInt(run, "next_epoch")
 	if !ok {
 		return fail("no next_epoch")

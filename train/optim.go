@@ -7,14 +7,8 @@ import (
 	"github.com/deeppacket/deeppacket/torch"
 )
 
-// optimizer is what torch.Adam and torch.SGD share.
-type optimizer interface {
-	ZeroGrad() error
-	Step() error
-	Close()
-}
-
-func newOptimizer(c OptimizerConfig, params []*torch.Tensor) optimizer {
+// newOptimizer is the config's optimiser (optimizer.name) over params.
+func newOptimizer(c OptimizerConfig, params []*torch.Tensor) torch.Optimizer {
 	if c.Name == "sgd" {
 		return torch.NewSGD(params, torch.SGDConfig{LR: c.LR, Momentum: c.Momentum, WeightDecay: c.WeightDecay})
 	}

@@ -231,7 +231,7 @@ type trainer struct {
 	device     torch.Device
 	train, val *loader.Loader
 	model      model.Model
-	opt        optimizer
+	opt        torch.Optimizer
 	es, best   *earlyStopping
 	metrics    *metricsWriter
 	history    []EpochMetrics

@@ -224,6 +224,34 @@ func TestResume(t *testing.T) {
 	})
 }
 
+// TestResumeSGD: a run with SGD (momentum) stopped after its first epoch
+// and resumed from last.ckpt ends with the weights, momentum buffers and
+// metrics of the uninterrupted run, as an Adam run does (TestResume).
+func TestResumeSGD(t *testing.T) {
+	dir := t.TempDir()
+	cfg := smallConfig(writeSet(t, dir, "train", 480, 5, 2), 3)
+	cfg.Model.OutputDim = 5
+	cfg.Model.C1OutputDim, cfg.Model.C2OutputDim = 8, 8
+	cfg.ValidationFrac = 0.2
+	cfg.Checkpoint.Monitor = "val_loss"
+	cfg.Optimizer.Name, cfg.Optimizer.LR, cfg.Optimizer.Momentum = "sgd", 0.01, 0.9
+	whole := filepath.Join(dir, "whole")
+	if _, err := Train(context.Background(), cfg, Options{RunDir: whole}); err != nil {
+		t.Fatal(err)
+	}
+	run := filepath.Join(dir, "stopped")
+	ctx, cancel := context.WithCancel(context.Background())
+	_, err := Train(ctx, cfg, Options{RunDir: run, OnEpochEnd: func(m EpochMetrics) {
+		if m.Epoch == 0 {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("stopped run: %v, want context.Canceled", err)
+	}
+	resumeAndCompare(t, cfg, run, whole, 0)
+}
+
 // The killed child's configuration (JSON) and run folder.
 const childEnv, childRunEnv = "DEEPPACKET_TRAIN_CHILD", "DEEPPACKET_TRAIN_CHILD_RUN"
 
@@ -279,10 +307,17 @@ func resumeAndCompare(t *testing.T, cfg Config, run, whole string, epoch int) {
 				t.Errorf("%s: %s differs from the uninterrupted run's (%v)", name, key, err)
 			}
 		}
-		as, bs := adamMoments(t, a), adamMoments(t, b)
+		keys := []string{"exp_avg", "exp_avg_sq"}
+		if cfg.Optimizer.Name == "sgd" {
+			keys = []string{"momentum_buffer"}
+		}
+		as, bs := optimizerState(t, a, keys), optimizerState(t, b, keys)
+		if len(as) != len(bs) {
+			t.Fatalf("%s: %d optimizer state tensors, uninterrupted %d", name, len(bs), len(as))
+		}
 		for i := range as {
 			if eq, err := as[i].Equal(bs[i]); err != nil || !eq {
-				t.Errorf("%s: Adam moment %d differs from the uninterrupted run's", name, i)
+				t.Errorf("%s: %s optimizer state %d differs from the uninterrupted run's", name, cfg.Optimizer.Name, i)
 			}
 		}
 		a.Close()
@@ -313,7 +348,9 @@ func lossColumns(doc string) []string {
 	return out
 }
 
-func adamMoments(t *testing.T, ck *ckpt.Checkpoint) []*torch.Tensor {
+// optimizerState is the optimiser state in a checkpoint's
+// optimizer_states: each parameter's tensors under keys, in order.
+func optimizerState(t *testing.T, ck *ckpt.Checkpoint, keys []string) []*torch.Tensor {
 	t.Helper()
 	v, _ := ck.Extra.Get("optimizer_states")
 	list, ok := v.([]any)
@@ -323,13 +360,13 @@ func adamMoments(t *testing.T, ck *ckpt.Checkpoint) []*torch.Tensor {
 	st, _ := list[0].(*torch.Dict).Get("state")
 	var out []*torch.Tensor
 	for _, s := range st.(*torch.Dict).Values {
-		for _, k := range []string{"exp_avg", "exp_avg_sq"} {
+		for _, k := range keys {
 			m, _ := s.(*torch.Dict).Get(k)
 			out = append(out, m.(*torch.Tensor))
 		}
 	}
 	if len(out) == 0 {
-		t.Fatal("no Adam state in the checkpoint")
+		t.Fatalf("no optimizer state %v in the checkpoint", keys)
 	}
 	return out
 }
