@@ -204,3 +204,49 @@ func TestNaNWeightsRefused(t *testing.T) {
 		t.Errorf("error %v, want one naming fc2.0.bias and its NaN", err)
 	}
 }
+
+// TestReadsTorchSavePickle: the checkpoint reader gives back the tree
+// torch.SavePickle wrote (libtorch's pickler, as our checkpoints are made).
+func TestReadsTorchSavePickle(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tree.pt")
+	w := torch.FromSlice(nil, []float32{1.5, -2}, []int64{2}, torch.CPU)
+	defer w.Free()
+	tree := &torch.Dict{}
+	tree.Set("epoch", int64(3))
+	tree.Set("name", "cnn")
+	tree.Set("lr", 0.001)
+	tree.Set("flags", []any{true, nil})
+	tree.Set("w", w)
+	if err := torch.SavePickle(path, tree); err != nil {
+		t.Fatal(err)
+	}
+	a, err := openArchive(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	v, err := a.unpickle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := v.(*torch.Dict)
+	for _, key := range []string{"epoch", "name", "lr", "flags"} {
+		got, _ := d.Get(key)
+		want, _ := tree.Get(key)
+		if gotList, ok := got.([]any); ok {
+			if len(gotList) != 2 || gotList[0] != true || gotList[1] != nil {
+				t.Errorf("%s = %v", key, got)
+			}
+			continue
+		}
+		if got != want {
+			t.Errorf("%s = %v (%T), want %v", key, got, got, want)
+		}
+	}
+	got, _ := d.Get("w")
+	loaded := got.(*torch.Tensor)
+	defer loaded.Free()
+	if eq, err := loaded.Equal(w); err != nil || !eq {
+		t.Errorf("tensor came back as %v (%v)", loaded, err)
+	}
+}

@@ -97,7 +97,7 @@ func TestExportInPyTorch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sae.Close()
-	sae.Store().Eval()
+	sae.Store().Train(false)
 	rng := rand.New(rand.NewPCG(5, 6))
 	x := make([]float32, 8*1500)
 	for i := range x {

@@ -224,7 +224,7 @@ func (c *Checkpoint) Model() (model.Model, error) {
 		m.Close()
 		return nil, fmt.Errorf("%s: %w", c.Path, err)
 	}
-	m.Store().Eval()
+	m.Store().Train(false)
 	return m, nil
 }
 

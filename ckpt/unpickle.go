@@ -195,6 +195,37 @@ func intTuple(v any) ([]int, error) {
 	return out, nil
 }
 
+// ReadTensors reads a dict of named tensors, as torch.save writes one from
+// Python and torch.SaveTensors from Go, with the same allow-list as a
+// checkpoint. The tensors are unscoped: the caller frees them.
+func ReadTensors(path string) (map[string]*torch.Tensor, error) {
+	a, err := openArchive(path)
+	if err != nil {
+		return nil, err
+	}
+	defer a.Close()
+	v, err := a.unpickle()
+	if err != nil {
+		return nil, err
+	}
+	d, ok := v.(*torch.Dict)
+	if !ok {
+		torch.FreeTree(v)
+		return nil, fmt.Errorf("read %s: want a dict of tensors, found %T", path, v)
+	}
+	out := make(map[string]*torch.Tensor, len(d.Keys))
+	for i, k := range d.Keys {
+		name, isString := k.(string)
+		t, isTensor := d.Values[i].(*torch.Tensor)
+		if !isString || !isTensor {
+			torch.FreeTree(v)
+			return nil, fmt.Errorf("read %s: entry %v is %T, want a tensor named by a string", path, k, d.Values[i])
+		}
+		out[name] = t
+	}
+	return out, nil
+}
+
 // archive is an open torch.save zip: its pickle and its storages.
 type archive struct {
 	path     string

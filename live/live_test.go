@@ -290,7 +290,7 @@ func TestFloodBoundedMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	m.Store().Eval()
+	m.Store().Train(false)
 	const maxFlows = 100
 	cfg := testConfig(m, NewOutput(io.Discard))
 	cfg.MaxFlows, cfg.QueueLen, cfg.VerdictAfter = maxFlows, 256, 1

@@ -74,7 +74,7 @@ func Probabilities(c Classifier, b *Batch) ([]float32, error) {
 		return nil, nil
 	}
 	if c.Training() {
-		return nil, fmt.Errorf("classify: the model is in training mode (call Store().Eval())")
+		return nil, fmt.Errorf("classify: the model is in training mode (call Store().Train(false))")
 	}
 	var out []float32
 	err := torch.NoGrad(func() error {

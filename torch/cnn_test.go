@@ -32,23 +32,24 @@ func newCNN(tb testing.TB, h []int64) model.Model {
 }
 
 func TestParityCNNInitAndAdam(t *testing.T) {
-	in, want := torch.PyTorchParity(t)
+	p := pytorch(t)
+	in, want := p.in, p.out
 	for _, fused := range []bool{false, true} {
 		t.Run(fmt.Sprintf("fused=%v", fused), func(t *testing.T) {
 			if err := torch.ManualSeed(9876); err != nil {
 				t.Fatal(err)
 			}
-			m := newCNN(t, torch.SmallCNN)
+			m := newCNN(t, smallCNN)
 			defer m.Close()
 			vars := m.Store().Vars()
 			for _, v := range vars {
 				// Bit-identical: the same seed draws the same initial weights.
-				torch.AssertClose(t, want, "cnn/init/"+v.Name, v.Tensor, 0)
+				assertClose(t, want, "cnn/init/"+v.Name, v.Tensor, 0)
 			}
 			if len(vars) != 12 {
 				t.Fatalf("%d variables, want 12 as the reference's state_dict", len(vars))
 			}
-			if err := m.Store().To(torch.DeviceForTests(t)); err != nil {
+			if err := m.Store().To(testDevice(t)); err != nil {
 				t.Fatal(err)
 			}
 			config := torch.DefaultAdam()
@@ -75,14 +76,14 @@ func TestParityCNNInitAndAdam(t *testing.T) {
 				losses = append(losses, l)
 				s.Close()
 			}
-			torch.AssertClose(t, want, "cnn/adam/losses", torch.FromSlice(nil, losses, []int64{10}, torch.CPU), torch.ParityTol)
+			assertClose(t, want, "cnn/adam/losses", torch.FromSlice(nil, losses, []int64{10}, torch.CPU), parityTol)
 			for _, v := range vars {
-				torch.AssertClose(t, want, "cnn/adam/"+v.Name, v.Tensor, torch.ParityTol)
+				assertClose(t, want, "cnn/adam/"+v.Name, v.Tensor, parityTol)
 			}
 			if got := opt.State[0].Step; got != 10 {
 				t.Errorf("adam step count %v, want 10", got)
 			}
-			torch.AssertClose(t, want, "cnn/adam/state0/exp_avg_sq", opt.State[0].ExpAvgSq, torch.ParityTol)
+			assertClose(t, want, "cnn/adam/state0/exp_avg_sq", opt.State[0].ExpAvgSq, parityTol)
 		})
 	}
 }
@@ -117,7 +118,7 @@ func benchModel(b *testing.B) (model.Model, *torch.Adam) {
 		b.Fatal(err)
 	}
 	m := newCNN(b, appCNN)
-	if err := m.Store().To(torch.DeviceForTests(b)); err != nil {
+	if err := m.Store().To(testDevice(b)); err != nil {
 		b.Fatal(err)
 	}
 	config := torch.DefaultAdam()
@@ -211,9 +212,9 @@ func TestConcurrentInference(t *testing.T) {
 	if err := torch.ManualSeed(1); err != nil {
 		t.Fatal(err)
 	}
-	m := newCNN(t, torch.SmallCNN)
+	m := newCNN(t, smallCNN)
 	defer m.Close()
-	m.Store().Eval()
+	m.Store().Train(false)
 	x, _ := trainBatch()
 	infer := func() ([]float32, error) {
 		var logits []float32

@@ -42,14 +42,6 @@ func TestErrorsComeBackAsGoErrors(t *testing.T) {
 		{"view of a non-contiguous tensor", func() error {
 			return x.Transpose(1, 2).View(-1).Err()
 		}, "view size is not compatible"},
-		{"missing file", func() error {
-			_, err := LoadTensors(filepath.Join(dir, "missing.pt"))
-			return err
-		}, "missing.pt"},
-		{"corrupt file", func() error {
-			_, err := LoadTensors(corrupt)
-			return err
-		}, "corrupt.pt"},
 		{"corrupt TorchScript", func() error {
 			_, err := LoadScriptModule(corrupt, CPU)
 			return err
@@ -112,45 +104,6 @@ func TestScopeFreesAndKeeps(t *testing.T) {
 	}
 	if want := []float32{22, 44, 66}; got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
 		t.Errorf("kept tensor %v, want %v", got, want)
-	}
-}
-
-func TestRoundTripThroughPickle(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "tree.pt")
-	w := FromSlice(nil, []float32{1.5, -2}, []int64{2}, CPU)
-	defer w.Free()
-	tree := &Dict{}
-	tree.Set("epoch", int64(3))
-	tree.Set("name", "cnn")
-	tree.Set("lr", 0.001)
-	tree.Set("flags", []any{true, nil})
-	tree.Set("w", w)
-	if err := SavePickle(path, tree); err != nil {
-		t.Fatal(err)
-	}
-	v, err := LoadPickle(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := v.(*Dict)
-	for _, key := range []string{"epoch", "name", "lr", "flags"} {
-		got, _ := d.Get(key)
-		want, _ := tree.Get(key)
-		if gotList, ok := got.([]any); ok {
-			if len(gotList) != 2 || gotList[0] != true || gotList[1] != nil {
-				t.Errorf("%s = %v", key, got)
-			}
-			continue
-		}
-		if got != want {
-			t.Errorf("%s = %v (%T), want %v", key, got, got, want)
-		}
-	}
-	got, _ := d.Get("w")
-	loaded := got.(*Tensor)
-	defer loaded.Free()
-	if eq, err := loaded.Equal(w); err != nil || !eq {
-		t.Errorf("tensor came back as %v (%v)", loaded, err)
 	}
 }
 

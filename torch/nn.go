@@ -171,11 +171,6 @@ func NewBatchNorm1d(p Path, features int64) (*BatchNorm1d, error) {
 	return m, nil
 }
 
-// BatchNorm1dLayer is NewBatchNorm1d as a Sequential layer.
-func BatchNorm1dLayer(features int64) Layer {
-	return func(p Path) (Module, error) { return NewBatchNorm1d(p, features) }
-}
-
 // Forward normalises with batch statistics in training mode (updating the
 // running ones and counting the batch) and with running statistics in eval.
 func (m *BatchNorm1d) Forward(x *Tensor) *Tensor {
@@ -216,11 +211,6 @@ func (ReLU) Forward(x *Tensor) *Tensor { return x.ReLU() }
 
 // MaxPool1d is nn.MaxPool1d.
 type MaxPool1d struct{ Options MaxPool1dOptions }
-
-// MaxPool1dLayer is nn.MaxPool1d as a Sequential layer.
-func MaxPool1dLayer(o MaxPool1dOptions) Layer {
-	return func(Path) (Module, error) { return MaxPool1d{Options: o}, nil }
-}
 
 // Forward is max_pool1d.
 func (m MaxPool1d) Forward(x *Tensor) *Tensor { return x.MaxPool1d(m.Options) }

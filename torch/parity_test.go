@@ -1,4 +1,4 @@
-package torch
+package torch_test
 
 import (
 	"fmt"
@@ -14,7 +14,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/deeppacket/deeppacket/ckpt"
 	"github.com/deeppacket/deeppacket/internal/testenv"
+	"github.com/deeppacket/deeppacket/torch"
 )
 
 // The parity tests compute every case twice: here through the binding and in
@@ -27,17 +29,21 @@ const parityTol = 1e-6
 var smallCNN = []int64{32, 4, 3, 32, 5, 1, 17, 1500}
 
 // parityInputs builds every case's inputs deterministically.
-func parityInputs() map[string]*Tensor {
+func parityInputs() map[string]*torch.Tensor {
 	rng := rand.New(rand.NewPCG(1, 2))
-	randn := func(shape ...int64) *Tensor {
-		data := make([]float32, numel(shape))
+	randn := func(shape ...int64) *torch.Tensor {
+		n := int64(1)
+		for _, d := range shape {
+			n *= d
+		}
+		data := make([]float32, n)
 		for i := range data {
 			data[i] = float32(rng.NormFloat64())
 		}
-		return FromSlice(nil, data, shape, CPU)
+		return torch.FromSlice(nil, data, shape, torch.CPU)
 	}
-	in := map[string]*Tensor{}
-	set := func(key string, t *Tensor) { in[key] = t }
+	in := map[string]*torch.Tensor{}
+	set := func(key string, t *torch.Tensor) { in[key] = t }
 	set("conv1d/x", randn(4, 3, 50))
 	set("conv1d/w", randn(6, 3, 5))
 	set("conv1d/b", randn(6))
@@ -62,21 +68,21 @@ func parityInputs() map[string]*Tensor {
 	set("shapes/x", randn(2, 3, 4))
 	set("shapes/a", randn(2, 3, 4))
 	set("losses/logits", randn(8, 5))
-	set("losses/target", FromSlice(nil, []int64{0, 4, 2, 1, 3, 3, 0, 2}, []int64{8}, CPU))
+	set("losses/target", torch.FromSlice(nil, []int64{0, 4, 2, 1, 3, 3, 0, 2}, []int64{8}, torch.CPU))
 	set("losses/pred", randn(4, 6))
 	set("losses/goal", randn(4, 6))
-	set("cnn/hparams", FromSlice(nil, smallCNN, []int64{8}, CPU))
-	set("cnn/seed", FromSlice(nil, []int64{9876}, []int64{1}, CPU))
+	set("cnn/hparams", torch.FromSlice(nil, smallCNN, []int64{8}, torch.CPU))
+	set("cnn/seed", torch.FromSlice(nil, []int64{9876}, []int64{1}, torch.CPU))
 	x := make([]float32, 16*1500)
 	for i := range x {
 		x[i] = float32(rng.IntN(256)) / 255
 	}
-	set("cnn/x", FromSlice(nil, x, []int64{16, 1, 1500}, CPU))
+	set("cnn/x", torch.FromSlice(nil, x, []int64{16, 1, 1500}, torch.CPU))
 	y := make([]int64, 16)
 	for i := range y {
 		y[i] = int64(rng.IntN(17))
 	}
-	set("cnn/y", FromSlice(nil, y, []int64{16}, CPU))
+	set("cnn/y", torch.FromSlice(nil, y, []int64{16}, torch.CPU))
 	set("sgd/w", randn(3, 4))
 	set("sgd/g", randn(3, 4))
 	set("script/x", randn(4, 5))
@@ -94,7 +100,7 @@ func TestMain(m *testing.M) {
 }
 
 type parityRun struct {
-	in, out map[string]*Tensor
+	in, out map[string]*torch.Tensor
 	dir     string
 	err     error
 }
@@ -114,8 +120,8 @@ func pytorch(t *testing.T) *parityRun {
 		// Debian's says 1.13.0a0, PyPI's 2.15.0+cu132: compare the release.
 		out, err := exec.Command(python, "-c", "import torch; print(torch.__version__)").CombinedOutput()
 		release := regexp.MustCompile(`^\d+\.\d+\.\d+`)
-		if got := strings.TrimSpace(string(out)); err != nil || release.FindString(got) != release.FindString(Version()) {
-			parity.err = fmt.Errorf("%s has PyTorch %q, the shim libtorch %s: set DEEPPACKET_PYTHON (or make PYTHON=...) to the Python of the same PyTorch (%v)", python, got, Version(), err)
+		if got := strings.TrimSpace(string(out)); err != nil || release.FindString(got) != release.FindString(torch.Version()) {
+			parity.err = fmt.Errorf("%s has PyTorch %q, the shim libtorch %s: set DEEPPACKET_PYTHON (or make PYTHON=...) to the Python of the same PyTorch (%v)", python, got, torch.Version(), err)
 			return
 		}
 		// Not t.TempDir: the first test's folder would go when it ends.
@@ -123,7 +129,7 @@ func pytorch(t *testing.T) *parityRun {
 			return
 		}
 		parity.in = parityInputs()
-		if parity.err = SaveTensors(filepath.Join(parity.dir, "in.pt"), parity.in); parity.err != nil {
+		if parity.err = torch.SaveTensors(filepath.Join(parity.dir, "in.pt"), parity.in); parity.err != nil {
 			return
 		}
 		if parity.err = saveGoScript(filepath.Join(parity.dir, "go_script.pt"), parity.in); parity.err != nil {
@@ -136,12 +142,12 @@ func pytorch(t *testing.T) *parityRun {
 		// sides compute there.
 		device := testDevice(t)
 		cmd := exec.Command(python, "testdata/parity.py", filepath.Join(parity.dir, "in.pt"), filepath.Join(parity.dir, "out.pt"),
-			strconv.Itoa(NumThreads()), device.String())
+			strconv.Itoa(torch.NumThreads()), device.String())
 		if out, err := cmd.CombinedOutput(); err != nil {
 			parity.err = fmt.Errorf("parity.py: %v\n%s", err, out)
 			return
 		}
-		parity.out, parity.err = LoadTensors(filepath.Join(parity.dir, "out.pt"))
+		parity.out, parity.err = ckpt.ReadTensors(filepath.Join(parity.dir, "out.pt"))
 		for k, v := range parity.in {
 			if parity.err == nil && device.CUDA {
 				parity.in[k] = v.To(device)
@@ -157,8 +163,8 @@ func pytorch(t *testing.T) *parityRun {
 
 // saveGoScript writes a TorchScript linear+relu module built from the
 // script case's parameters.
-func saveGoScript(path string, in map[string]*Tensor) error {
-	m, err := NewScriptModule("GoLinear")
+func saveGoScript(path string, in map[string]*torch.Tensor) error {
+	m, err := torch.NewScriptModule("GoLinear")
 	if err != nil {
 		return err
 	}
@@ -176,7 +182,7 @@ func saveGoScript(path string, in map[string]*Tensor) error {
 }
 
 // assertClose compares got with PyTorch's tensor named key.
-func assertClose(t *testing.T, want map[string]*Tensor, key string, got *Tensor, tol float64) {
+func assertClose(t *testing.T, want map[string]*torch.Tensor, key string, got *torch.Tensor, tol float64) {
 	t.Helper()
 	ref, ok := want[key]
 	if !ok {
@@ -208,7 +214,7 @@ func assertClose(t *testing.T, want map[string]*Tensor, key string, got *Tensor,
 }
 
 // leaf returns a copy of input key that requires grad.
-func leaf(t *testing.T, s *Scope, in map[string]*Tensor, key string) *Tensor {
+func leaf(t *testing.T, s *torch.Scope, in map[string]*torch.Tensor, key string) *torch.Tensor {
 	t.Helper()
 	x := in[key].Clone()
 	if err := x.SetRequiresGrad(true); err != nil {
@@ -218,7 +224,7 @@ func leaf(t *testing.T, s *Scope, in map[string]*Tensor, key string) *Tensor {
 }
 
 // backwardWith runs (y * g).sum().backward() with the case's g.
-func backwardWith(t *testing.T, in map[string]*Tensor, c string, y *Tensor) {
+func backwardWith(t *testing.T, in map[string]*torch.Tensor, c string, y *torch.Tensor) {
 	t.Helper()
 	if err := y.Mul(in[c+"/g"]).Sum(false).Backward(); err != nil {
 		t.Fatalf("%s backward: %v", c, err)
@@ -228,35 +234,35 @@ func backwardWith(t *testing.T, in map[string]*Tensor, c string, y *Tensor) {
 func TestParityOps(t *testing.T) {
 	p := pytorch(t)
 	in, want := p.in, p.out
-	s := NewScope()
+	s := torch.NewScope()
 	defer s.Close()
 	type gradOf struct {
 		key    string
-		tensor *Tensor
+		tensor *torch.Tensor
 	}
 	tests := []struct {
 		name    string
-		forward func(leaves map[string]*Tensor) *Tensor
+		forward func(leaves map[string]*torch.Tensor) *torch.Tensor
 		leaves  []string
 	}{
-		{"conv1d", func(l map[string]*Tensor) *Tensor {
-			return l["x"].Conv1d(l["w"], l["b"], Conv1dOptions{Stride: 2, Padding: 1, Dilation: 2})
+		{"conv1d", func(l map[string]*torch.Tensor) *torch.Tensor {
+			return l["x"].Conv1d(l["w"], l["b"], torch.Conv1dOptions{Stride: 2, Padding: 1, Dilation: 2})
 		}, []string{"x", "w", "b"}},
-		{"conv1d_groups", func(l map[string]*Tensor) *Tensor {
-			return l["x"].Conv1d(l["w"], l["b"], Conv1dOptions{Groups: 3})
+		{"conv1d_groups", func(l map[string]*torch.Tensor) *torch.Tensor {
+			return l["x"].Conv1d(l["w"], l["b"], torch.Conv1dOptions{Groups: 3})
 		}, []string{"x", "w", "b"}},
-		{"max_pool1d", func(l map[string]*Tensor) *Tensor {
-			return l["x"].MaxPool1d(MaxPool1dOptions{Kernel: 3, Stride: 2, Padding: 1})
+		{"max_pool1d", func(l map[string]*torch.Tensor) *torch.Tensor {
+			return l["x"].MaxPool1d(torch.MaxPool1dOptions{Kernel: 3, Stride: 2, Padding: 1})
 		}, []string{"x"}},
-		{"relu", func(l map[string]*Tensor) *Tensor { return l["x"].ReLU() }, []string{"x"}},
-		{"sigmoid", func(l map[string]*Tensor) *Tensor { return l["x"].Sigmoid() }, []string{"x"}},
-		{"log_softmax", func(l map[string]*Tensor) *Tensor { return l["x"].LogSoftmax(1) }, []string{"x"}},
-		{"softmax", func(l map[string]*Tensor) *Tensor { return l["x"].Softmax(1) }, []string{"x"}},
-		{"linear", func(l map[string]*Tensor) *Tensor { return l["x"].Linear(l["w"], l["b"]) }, []string{"x", "w", "b"}},
+		{"relu", func(l map[string]*torch.Tensor) *torch.Tensor { return l["x"].ReLU() }, []string{"x"}},
+		{"sigmoid", func(l map[string]*torch.Tensor) *torch.Tensor { return l["x"].Sigmoid() }, []string{"x"}},
+		{"log_softmax", func(l map[string]*torch.Tensor) *torch.Tensor { return l["x"].LogSoftmax(1) }, []string{"x"}},
+		{"softmax", func(l map[string]*torch.Tensor) *torch.Tensor { return l["x"].Softmax(1) }, []string{"x"}},
+		{"linear", func(l map[string]*torch.Tensor) *torch.Tensor { return l["x"].Linear(l["w"], l["b"]) }, []string{"x", "w", "b"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			leaves := map[string]*Tensor{}
+			leaves := map[string]*torch.Tensor{}
 			for _, name := range tc.leaves {
 				leaves[name] = leaf(t, s, in, tc.name+"/"+name)
 			}
@@ -272,11 +278,11 @@ func TestParityOps(t *testing.T) {
 
 func TestParityBatchNorm(t *testing.T) {
 	p := pytorch(t)
-	s := NewScope()
+	s := torch.NewScope()
 	defer s.Close()
-	store := NewStore()
+	store := torch.NewStore()
 	defer store.Close()
-	bn, err := NewBatchNorm1d(store.Root(), 4)
+	bn, err := torch.NewBatchNorm1d(store.Root(), 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,13 +297,13 @@ func TestParityBatchNorm(t *testing.T) {
 		v, _ := store.Lookup(name)
 		assertClose(t, p.out, "batch_norm/"+name, v.Tensor, parityTol)
 	}
-	store.Eval()
+	store.Train(false)
 	assertClose(t, p.out, "batch_norm/y_eval", bn.Forward(p.in["batch_norm/x"]), parityTol)
 }
 
 func TestParityDropout(t *testing.T) {
 	p := pytorch(t)
-	if err := ManualSeed(7); err != nil {
+	if err := torch.ManualSeed(7); err != nil {
 		t.Fatal(err)
 	}
 	x := p.in["dropout/x"]
@@ -307,7 +313,7 @@ func TestParityDropout(t *testing.T) {
 
 func TestParityShapesAndReductions(t *testing.T) {
 	p := pytorch(t)
-	s := NewScope()
+	s := torch.NewScope()
 	defer s.Close()
 	x := leaf(t, s, p.in, "shapes/x")
 	a := p.in["shapes/a"]
@@ -315,7 +321,7 @@ func TestParityShapesAndReductions(t *testing.T) {
 	assertClose(t, p.out, "shapes/padded", padded, parityTol)
 	y := padded.Transpose(1, 2).Reshape(2, -1).View(2, 3, 7).MulScalar(2).Flatten(1, -1).Mean(false, 1)
 	assertClose(t, p.out, "shapes/y", y, parityTol)
-	z := Cat([]*Tensor{x, x.MulScalar(3)}, 0).Mean(false, 0).Add(Stack([]*Tensor{a, a}, 0).Sum(false, 0)).Mean(false)
+	z := torch.Cat([]*torch.Tensor{x, x.MulScalar(3)}, 0).Mean(false, 0).Add(torch.Stack([]*torch.Tensor{a, a}, 0).Sum(false, 0)).Mean(false)
 	assertClose(t, p.out, "shapes/z", z, parityTol)
 	if err := y.Sum(false).Add(z).Backward(); err != nil {
 		t.Fatal(err)
@@ -329,7 +335,7 @@ func TestParityShapesAndReductions(t *testing.T) {
 
 func TestParityLosses(t *testing.T) {
 	p := pytorch(t)
-	s := NewScope()
+	s := torch.NewScope()
 	defer s.Close()
 	logits := leaf(t, s, p.in, "losses/logits")
 	ce := logits.CrossEntropy(p.in["losses/target"])
@@ -339,7 +345,7 @@ func TestParityLosses(t *testing.T) {
 	}
 	assertClose(t, p.out, "losses/gce", logits.Grad(), parityTol)
 	pred := leaf(t, s, p.in, "losses/pred")
-	mse := pred.MSELoss(p.in["losses/goal"], ReductionMean)
+	mse := pred.MSELoss(p.in["losses/goal"], torch.ReductionMean)
 	assertClose(t, p.out, "losses/mse", mse, parityTol)
 	if err := mse.Backward(); err != nil {
 		t.Fatal(err)
@@ -354,9 +360,9 @@ func TestParitySGD(t *testing.T) {
 	if err := w.SetRequiresGrad(true); err != nil {
 		t.Fatal(err)
 	}
-	opt := NewSGD([]*Tensor{w}, SGDConfig{LR: 0.1, Momentum: 0.9, Dampening: 0.1, WeightDecay: 0.01})
+	opt := torch.NewSGD([]*torch.Tensor{w}, torch.SGDConfig{LR: 0.1, Momentum: 0.9, Dampening: 0.1, WeightDecay: 0.01})
 	defer opt.Close()
-	s := NewScope()
+	s := torch.NewScope()
 	defer s.Close()
 	for range 3 {
 		if err := opt.ZeroGrad(); err != nil {
@@ -376,17 +382,33 @@ func TestParityTorchScript(t *testing.T) {
 	p := pytorch(t)
 	x := p.in["script/x"]
 	// Ours, run by Python's torch.jit.load, against ours run here.
-	ours, err := LoadScriptModule(filepath.Join(p.dir, "go_script.pt"), testDevice(t))
+	ours, err := torch.LoadScriptModule(filepath.Join(p.dir, "go_script.pt"), testDevice(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ours.Close()
 	assertClose(t, p.out, "script/y", ours.Forward(x), parityTol)
 	// One that Python scripted, run here.
-	theirs, err := LoadScriptModule(filepath.Join(p.dir, "py_script.pt"), testDevice(t))
+	theirs, err := torch.LoadScriptModule(filepath.Join(p.dir, "py_script.pt"), testDevice(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer theirs.Close()
 	assertClose(t, p.out, "script/py_y", theirs.Forward(x), parityTol)
+}
+
+// testDevice is where the tests compute: DEEPPACKET_TEST_DEVICE (cpu by
+// default; scripts/gpu-check.sh sets cuda), refused with ParseDevice's
+// reason when libtorch cannot use it.
+func testDevice(t testing.TB) torch.Device {
+	t.Helper()
+	name := os.Getenv("DEEPPACKET_TEST_DEVICE")
+	if name == "" {
+		return torch.CPU
+	}
+	d, err := torch.ParseDevice(name)
+	if err != nil {
+		t.Fatalf("DEEPPACKET_TEST_DEVICE: %v", err)
+	}
+	return d
 }

@@ -111,65 +111,6 @@ func toIValue(v any) (C.dpt_ivalue, error) {
 	return nil, fmt.Errorf("cannot pickle a %T", v)
 }
 
-// fromIValue converts an IValue into a Go tree; tensors are unscoped.
-func fromIValue(iv C.dpt_ivalue) (any, error) {
-	switch C.dpt_ivalue_kind(iv) {
-	case C.DPT_IV_NONE:
-		return nil, nil
-	case C.DPT_IV_BOOL:
-		return C.dpt_ivalue_to_int(iv) != 0, nil
-	case C.DPT_IV_INT:
-		return int64(C.dpt_ivalue_to_int(iv)), nil
-	case C.DPT_IV_DOUBLE:
-		return float64(C.dpt_ivalue_to_double(iv)), nil
-	case C.DPT_IV_STRING:
-		return goString(C.dpt_ivalue_to_string(iv)), nil
-	case C.DPT_IV_TENSOR:
-		var h C.dpt_tensor
-		t := newTensor(h, C.dpt_ivalue_to_tensor(iv, &h), nil)
-		return t, t.Err()
-	case C.DPT_IV_LIST:
-		n := int64(C.dpt_ivalue_len(iv))
-		out := make([]any, 0, n)
-		for i := range n {
-			var item C.dpt_ivalue
-			if err := check(C.dpt_ivalue_item(iv, C.int64_t(i), nil, &item)); err != nil {
-				return nil, err
-			}
-			v, err := fromIValue(item)
-			C.dpt_ivalue_free(item)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, v)
-		}
-		return out, nil
-	case C.DPT_IV_DICT:
-		n := int64(C.dpt_ivalue_len(iv))
-		d := &Dict{}
-		for i := range n {
-			var key, value C.dpt_ivalue
-			if err := check(C.dpt_ivalue_item(iv, C.int64_t(i), &key, &value)); err != nil {
-				return nil, err
-			}
-			k, err := fromIValue(key)
-			C.dpt_ivalue_free(key)
-			if err != nil {
-				C.dpt_ivalue_free(value)
-				return nil, err
-			}
-			v, err := fromIValue(value)
-			C.dpt_ivalue_free(value)
-			if err != nil {
-				return nil, err
-			}
-			d.Set(k, v)
-		}
-		return d, nil
-	}
-	return nil, fmt.Errorf("unsupported value in pickle")
-}
-
 // SavePickle writes v (see Dict for the Go types) in torch.save's format,
 // which Python's torch.load reads; the file appears only when complete.
 func SavePickle(path string, v any) error {
@@ -197,24 +138,6 @@ func saveAtomically(path string, write func(tmp *C.char) C.dpt_error) error {
 	return f.Commit()
 }
 
-// LoadPickle reads a file torch.save wrote (or SavePickle) with libtorch's
-// unpickler, which resolves only torch's own types. Tensors come back
-// unscoped; the caller frees them.
-func LoadPickle(path string) (any, error) {
-	p := cString(path)
-	defer freeC(p)
-	var iv C.dpt_ivalue
-	if err := check(C.dpt_pickle_load(p, &iv)); err != nil {
-		return nil, fmt.Errorf("load %s: %w", path, err)
-	}
-	defer C.dpt_ivalue_free(iv)
-	v, err := fromIValue(iv)
-	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", path, err)
-	}
-	return v, nil
-}
-
 // SaveTensors writes named tensors as a dict that torch.load returns.
 func SaveTensors(path string, tensors map[string]*Tensor) error {
 	d := &Dict{}
@@ -222,29 +145,4 @@ func SaveTensors(path string, tensors map[string]*Tensor) error {
 		d.Set(name, tensors[name])
 	}
 	return SavePickle(path, d)
-}
-
-// LoadTensors reads a dict of named tensors saved by torch.save or SaveTensors.
-func LoadTensors(path string) (map[string]*Tensor, error) {
-	v, err := LoadPickle(path)
-	if err != nil {
-		return nil, err
-	}
-	d, ok := v.(*Dict)
-	if !ok {
-		return nil, fmt.Errorf("load %s: want a dict of tensors, found %T", path, v)
-	}
-	out := make(map[string]*Tensor, len(d.Keys))
-	for i, k := range d.Keys {
-		name, isString := k.(string)
-		t, isTensor := d.Values[i].(*Tensor)
-		if !isString || !isTensor {
-			for _, t := range out {
-				t.Free()
-			}
-			return nil, fmt.Errorf("load %s: entry %v is %T, want a tensor named by a string", path, k, d.Values[i])
-		}
-		out[name] = t
-	}
-	return out, nil
 }

@@ -61,11 +61,15 @@ func (s *Store) NumParameters() int64 {
 	return n
 }
 
-// Train switches dropout and batch norm to training behaviour (model.train()).
-func (s *Store) Train() { s.training = true }
-
-// Eval switches them to inference behaviour (model.eval()).
-func (s *Store) Eval() { s.training = false }
+// Train sets the behaviour of dropout and batch norm, training (true) or
+// inference (false), as module.train(mode) does, and returns the mode it
+// replaces, so that the caller who changes the mode restores it:
+//
+//	defer store.Train(store.Train(false))
+func (s *Store) Train(mode bool) (previous bool) {
+	previous, s.training = s.training, mode
+	return previous
+}
 
 // Training reports the mode.
 func (s *Store) Training() bool { return s.training }

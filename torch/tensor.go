@@ -82,7 +82,6 @@ func (t *Tensor) swap(other *Tensor) {
 type Scope struct {
 	mu      sync.Mutex
 	tensors []*Tensor
-	closed  bool
 }
 
 // NewScope opens an empty scope.

@@ -46,8 +46,7 @@ func (p *predictions) accuracy() float64 {
 // which is in eval mode already).
 func predict(ctx context.Context, l *loader.Loader, forward func(*torch.Tensor) *torch.Tensor, store *torch.Store, device torch.Device) (*predictions, error) {
 	if store != nil {
-		store.Eval()
-		defer store.Train()
+		defer store.Train(store.Train(false))
 	}
 	p := &predictions{}
 	var lossSum float64

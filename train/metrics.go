@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -169,29 +168,4 @@ func (s *lossSeries) add(loss float64) {
 		s.points = s.points[:maxPoints]
 		s.bucket *= 2
 	}
-}
-
-// readMetricsCSV returns the loss column of a metrics.csv (for tests and
-// tools comparing runs).
-func readMetricsCSV(r io.Reader) (steps []int64, losses []float64, err error) {
-	sc := bufio.NewScanner(r)
-	for line := 0; sc.Scan(); line++ {
-		if line == 0 {
-			continue
-		}
-		f := strings.Split(sc.Text(), ",")
-		if len(f) < 3 {
-			return nil, nil, fmt.Errorf("line %d: not a metrics row", line+1)
-		}
-		s, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil {
-			return nil, nil, fmt.Errorf("line %d: %w", line+1, err)
-		}
-		l, err := strconv.ParseFloat(f[2], 64)
-		if err != nil {
-			return nil, nil, fmt.Errorf("line %d: %w", line+1, err)
-		}
-		steps, losses = append(steps, s), append(losses, l)
-	}
-	return steps, losses, sc.Err()
 }

@@ -49,16 +49,6 @@ func Spec(cfg Config) (model.Spec, error) {
 	return model.Spec{Kind: kind, HParams: h, Task: task, Preprocessing: features.Options{Layout: layout, MaskPorts: cfg.MaskPorts}}, nil
 }
 
-// NewModel builds cfg's model with fresh parameters drawn from torch's
-// default generator (seed it first).
-func NewModel(cfg Config) (model.Model, error) {
-	spec, err := Spec(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return model.New(spec)
-}
-
 // ClassNames are the names of a model's output classes, by id.
 func ClassNames(task labels.Task, outputDim int) []string {
 	names := make([]string, outputDim)

@@ -26,7 +26,7 @@ func (t *trainer) pretrain(ctx context.Context) error {
 	if !ok {
 		return fmt.Errorf("pretraining needs an SAE, the model is a %s", t.model.Kind())
 	}
-	t.model.Store().Train()
+	defer t.model.Store().Train(t.model.Store().Train(true))
 	for layer := range sae.Layers() {
 		p, err := sae.Pretrainer(layer)
 		if err != nil {

@@ -301,7 +301,7 @@ func loaderOptions(cfg Config, shuffle bool) loader.Options {
 // epoch trains one pass over the training set.
 func (t *trainer) epoch(ctx context.Context, epoch int) (EpochMetrics, error) {
 	store := t.model.Store()
-	store.Train()
+	defer store.Train(store.Train(true))
 	batches := t.train.Epoch(epoch)
 	defer batches.Close()
 	bar := progress.New(int64(t.train.Batches()), fmt.Sprintf("epoch %d/%d", epoch+1, t.cfg.Epochs), false)

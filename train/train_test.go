@@ -1,9 +1,11 @@
 package train
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -11,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +23,7 @@ import (
 	"github.com/deeppacket/deeppacket/data/loader"
 	"github.com/deeppacket/deeppacket/internal/testenv"
 	"github.com/deeppacket/deeppacket/labels"
+	"github.com/deeppacket/deeppacket/model"
 	"github.com/deeppacket/deeppacket/torch"
 )
 
@@ -123,7 +127,7 @@ func TestParityWithPyTorch(t *testing.T) {
 	if out, err := exec.Command(python, "testdata/parity_train.py", inPath, outPath).CombinedOutput(); err != nil {
 		t.Fatalf("parity_train.py: %v\n%s", err, out)
 	}
-	res, err := torch.LoadTensors(outPath)
+	res, err := ckpt.ReadTensors(outPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -552,4 +556,67 @@ func TestModelKinds(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPredictKeepsMode: evaluation switches the model to inference mode and
+// gives back the mode it found, whichever it was.
+func TestPredictKeepsMode(t *testing.T) {
+	dir := t.TempDir()
+	cfg := smallConfig(writeSet(t, dir, "set", 64, 5, 3), 1)
+	cfg.Model.OutputDim = 5
+	l, err := loader.Open(cfg.Data.Train, loaderOptions(cfg, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	spec, err := Spec(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.New(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	for _, mode := range []bool{true, false} {
+		m.Store().Train(mode)
+		sawTraining := true
+		forward := func(x *torch.Tensor) *torch.Tensor {
+			sawTraining = m.Store().Training()
+			return m.Forward(x)
+		}
+		if _, err := predict(context.Background(), l, forward, m.Store(), torch.CPU); err != nil {
+			t.Fatal(err)
+		}
+		if sawTraining {
+			t.Errorf("mode %v: forward ran in training mode", mode)
+		}
+		if got := m.Store().Training(); got != mode {
+			t.Errorf("after predict the model is in training mode %v, want %v as before", got, mode)
+		}
+	}
+}
+
+// readMetricsCSV returns the loss column of a metrics.csv.
+func readMetricsCSV(r io.Reader) (steps []int64, losses []float64, err error) {
+	sc := bufio.NewScanner(r)
+	for line := 0; sc.Scan(); line++ {
+		if line == 0 {
+			continue
+		}
+		f := strings.Split(sc.Text(), ",")
+		if len(f) < 3 {
+			return nil, nil, fmt.Errorf("line %d: not a metrics row", line+1)
+		}
+		s, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return nil, nil, fmt.Errorf("line %d: %w", line+1, err)
+		}
+		l, err := strconv.ParseFloat(f[2], 64)
+		if err != nil {
+			return nil, nil, fmt.Errorf("line %d: %w", line+1, err)
+		}
+		steps, losses = append(steps, s), append(losses, l)
+	}
+	return steps, losses, sc.Err()
 }

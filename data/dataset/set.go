@@ -519,9 +519,6 @@ func (s *SetFile) NumRowGroups() int { return len(s.pq.RowGroups()) }
 // RowGroupRows is the number of rows of row group i.
 func (s *SetFile) RowGroupRows(i int) int64 { return s.pq.RowGroups()[i].NumRows() }
 
-// NumRows is the number of rows in the file.
-func (s *SetFile) NumRows() int64 { return s.pq.NumRows() }
-
 // Close closes the file.
 func (s *SetFile) Close() error { return s.file.Close() }
 

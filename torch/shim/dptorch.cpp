@@ -113,18 +113,10 @@ void write_file(const char *path, const char *data, size_t n) {
   if (!ok) throw std::runtime_error(std::string("cannot write ") + path + ": " + std::strerror(err));
 }
 
-std::vector<char> read_file(const char *path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(std::string("cannot open ") + path + ": " + std::strerror(errno));
-  return std::vector<char>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
 }  // namespace
 
 extern "C" {
 
-void dpt_free_error(dpt_error err) { std::free(err); }
-void dpt_free_string(char *s) { std::free(s); }
 
 int dpt_cuda_is_available(void) { return torch::cuda::is_available() ? 1 : 0; }
 int dpt_cuda_device_count(void) { return static_cast<int>(torch::cuda::device_count()); }
@@ -631,56 +623,6 @@ dpt_error dpt_ivalue_dict_insert(dpt_ivalue dict, dpt_ivalue key, dpt_ivalue val
   return guarded([&] { dict->v.toGenericDict().insert_or_assign(key->v, value->v); });
 }
 
-int dpt_ivalue_kind(dpt_ivalue v) {
-  const auto &x = v->v;
-  if (x.isNone()) return DPT_IV_NONE;
-  if (x.isBool()) return DPT_IV_BOOL;
-  if (x.isInt()) return DPT_IV_INT;
-  if (x.isDouble()) return DPT_IV_DOUBLE;
-  if (x.isString()) return DPT_IV_STRING;
-  if (x.isTensor()) return DPT_IV_TENSOR;
-  if (x.isList() || x.isTuple()) return DPT_IV_LIST;
-  if (x.isGenericDict()) return DPT_IV_DICT;
-  return DPT_IV_OTHER;
-}
-
-int64_t dpt_ivalue_to_int(dpt_ivalue v) { return v->v.isBool() ? v->v.toBool() : v->v.toInt(); }
-double dpt_ivalue_to_double(dpt_ivalue v) { return v->v.toDouble(); }
-char *dpt_ivalue_to_string(dpt_ivalue v) { return strdup(v->v.toStringRef().c_str()); }
-
-dpt_error dpt_ivalue_to_tensor(dpt_ivalue v, dpt_tensor *out) {
-  return guarded([&] { *out = wrap(v->v.toTensor()); });
-}
-
-int64_t dpt_ivalue_len(dpt_ivalue v) {
-  const auto &x = v->v;
-  if (x.isList()) return static_cast<int64_t>(x.toListRef().size());
-  if (x.isTuple()) return static_cast<int64_t>(x.toTupleRef().elements().size());
-  if (x.isGenericDict()) return static_cast<int64_t>(x.toGenericDict().size());
-  return 0;
-}
-
-dpt_error dpt_ivalue_item(dpt_ivalue v, int64_t i, dpt_ivalue *key, dpt_ivalue *value) {
-  return guarded([&] {
-    const auto &x = v->v;
-    if (x.isList()) {
-      *value = new dpt_ivalue_s{x.toListRef().at(i)};
-      return;
-    }
-    if (x.isTuple()) {
-      *value = new dpt_ivalue_s{x.toTupleRef().elements().at(i)};
-      return;
-    }
-    if (!x.isGenericDict()) throw std::invalid_argument("item of a value that is neither list nor dict");
-    auto d = x.toGenericDict();
-    if (i < 0 || i >= static_cast<int64_t>(d.size())) throw std::out_of_range("dict item index out of range");
-    auto it = d.begin();
-    std::advance(it, i);
-    *key = new dpt_ivalue_s{it->key()};
-    *value = new dpt_ivalue_s{it->value()};
-  });
-}
-
 // dpt_pickle_save writes torch.save's zip format, as torch::pickle_save does
 // but with aggregates untagged: a tagged dict or list pickles a call to
 // torch.jit._pickle.restore_type_tag, which torch.load(weights_only=True),
@@ -705,10 +647,6 @@ dpt_error dpt_pickle_save(dpt_ivalue v, const char *path) {
     }
     write_file(path, zip.data(), zip.size());
   });
-}
-
-dpt_error dpt_pickle_load(const char *path, dpt_ivalue *out) {
-  return guarded([&] { *out = new dpt_ivalue_s{torch::pickle_load(read_file(path))}; });
 }
 
 dpt_error dpt_module_new(const char *name, dpt_module *out) {

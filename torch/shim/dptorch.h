@@ -3,7 +3,9 @@
  * Go sees only this header; the shim (dptorch.cpp) sees no Go types. Every
  * function that can fail returns a dpt_error: NULL on success, otherwise a
  * malloc'd message (the C++ exception's text) that the caller frees with
- * dpt_free_error. No C++ exception crosses this boundary.
+ * dpt_free_error. No C++ exception crosses this boundary. dpt_free_error and
+ * dpt_free_string are the loader's (load.c), which frees what the shim
+ * allocated with the same malloc.
  */
 #ifndef DPTORCH_H
 #define DPTORCH_H
@@ -97,8 +99,7 @@ dpt_error dpt_adam_step(const dpt_tensor *params, dpt_tensor *exp_avg, dpt_tenso
 dpt_error dpt_sgd_step(const dpt_tensor *params, dpt_tensor *momentum_buffer, int n, double lr, double momentum, double dampening,
                        double weight_decay, int nesterov);
 
-/* pickle data in torch.save's format */
-enum { DPT_IV_NONE = 0, DPT_IV_BOOL, DPT_IV_INT, DPT_IV_DOUBLE, DPT_IV_STRING, DPT_IV_TENSOR, DPT_IV_LIST, DPT_IV_DICT, DPT_IV_OTHER };
+/* pickle data in torch.save's format (written only: ckpt reads it) */
 void dpt_ivalue_free(dpt_ivalue v);
 dpt_ivalue dpt_ivalue_none(void);
 dpt_ivalue dpt_ivalue_bool(int b);
@@ -110,15 +111,7 @@ dpt_ivalue dpt_ivalue_list(void);
 dpt_error dpt_ivalue_list_append(dpt_ivalue list, dpt_ivalue item);
 dpt_ivalue dpt_ivalue_dict(void);
 dpt_error dpt_ivalue_dict_insert(dpt_ivalue dict, dpt_ivalue key, dpt_ivalue value);
-int dpt_ivalue_kind(dpt_ivalue v);
-int64_t dpt_ivalue_to_int(dpt_ivalue v);
-double dpt_ivalue_to_double(dpt_ivalue v);
-char *dpt_ivalue_to_string(dpt_ivalue v);
-dpt_error dpt_ivalue_to_tensor(dpt_ivalue v, dpt_tensor *out);
-int64_t dpt_ivalue_len(dpt_ivalue v);
-dpt_error dpt_ivalue_item(dpt_ivalue v, int64_t i, dpt_ivalue *key, dpt_ivalue *value); /* lists: key NULL */
 dpt_error dpt_pickle_save(dpt_ivalue v, const char *path);
-dpt_error dpt_pickle_load(const char *path, dpt_ivalue *out);
 
 /* TorchScript */
 dpt_error dpt_module_new(const char *name, dpt_module *out);
