@@ -122,22 +122,55 @@ var ErrNaNLoss = errors.New("loss is not finite")
 // Train runs the experiment cfg. Cancelling ctx stops it between steps; the
 // checkpoints of the epochs already finished stay usable.
 func Train(ctx context.Context, cfg Config, opts Options) (*Result, error) {
-	if err := cfg.Validate(); err != nil {
+	if err := checkInputs(cfg, opts); err != nil {
 		return nil, err
 	}
-	if opts.RunDir == "" {
-		return nil, errors.New("train: no run folder")
+	t, err := newTrainer(cfg, opts)
+	if t != nil {
+		defer t.close()
 	}
-	// The sets are checked before any work: the test set is read only at
-	// the end, and a wrong path must stop the run now, not after training.
+	if err != nil {
+		return nil, err
+	}
+	slog.Info("train", "run", opts.RunDir, "task", cfg.Task, "model", cfg.Model.Kind,
+		"parameters", t.model.Store().NumParameters(), "device", t.device.String(),
+		"threads", torch.NumThreads(), "train_rows", t.train.Rows(), "start_epoch", t.nextEpoch)
+	if t.nextEpoch == 0 && cfg.Model.Kind == "sae" && cfg.Pretrain.Epochs > 0 {
+		if err := t.pretrain(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if err := t.fit(ctx); err != nil {
+		return nil, err
+	}
+	return t.finish(ctx)
+}
+
+// checkInputs refuses a run before any work: a bad config, no run folder,
+// or a set that is not there (the test set is read only at the end, and a
+// wrong path must stop the run now, not after training).
+func checkInputs(cfg Config, opts Options) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if opts.RunDir == "" {
+		return errors.New("train: no run folder")
+	}
 	if _, err := os.Stat(cfg.Data.Train); err != nil {
-		return nil, fmt.Errorf("training set (data.train): %w", err)
+		return fmt.Errorf("training set (data.train): %w", err)
 	}
 	if cfg.Data.Test != "" {
 		if _, err := os.Stat(cfg.Data.Test); err != nil {
-			return nil, fmt.Errorf("test set (data.test): %w", err)
+			return fmt.Errorf("test set (data.test): %w", err)
 		}
 	}
+	return nil
+}
+
+// newTrainer sets up the run: its folder and config.yaml, the data, the
+// model (seeded, initialised from init_from or resumed), the optimiser and
+// the metrics file. The caller closes the trainer, also on error.
+func newTrainer(cfg Config, opts Options) (*trainer, error) {
 	spec, err := Spec(cfg)
 	if err != nil {
 		return nil, err
@@ -152,77 +185,83 @@ func Train(ctx context.Context, cfg Config, opts Options) (*Result, error) {
 	if cfg.Threads > 0 {
 		torch.SetNumThreads(cfg.Threads)
 	}
-	if err := os.MkdirAll(filepath.Join(opts.RunDir, CheckpointDir), 0o755); err != nil {
+	if err := writeRunConfig(cfg, opts.RunDir); err != nil {
 		return nil, err
 	}
-	doc, err := cfg.YAML()
-	if err != nil {
-		return nil, err
-	}
-	if err := atomicfile.WriteFile(filepath.Join(opts.RunDir, ConfigFile), doc); err != nil {
-		return nil, err
-	}
-
 	t := &trainer{cfg: cfg, opts: opts, device: device}
-	defer t.close()
 	if err := t.openData(); err != nil {
-		return nil, err
+		return t, err
 	}
-	if err := torch.ManualSeed(cfg.Seed); err != nil {
-		return nil, err
-	}
-	if t.model, err = model.New(spec); err != nil {
-		return nil, err
-	}
-	if cfg.InitFrom != "" && opts.Resume == "" {
-		if err := initFrom(t.model, cfg.InitFrom); err != nil {
-			return nil, err
-		}
-	}
-	if err := toDevice(t.model, device); err != nil {
-		return nil, err
+	if err := t.newModel(spec); err != nil {
+		return t, err
 	}
 	t.opt = newOptimizer(cfg.Optimizer, t.model.Store().Parameters())
 	t.es = newEarlyStopping(cfg.EarlyStopping)
 	t.best = newEarlyStopping(EarlyStoppingConfig{Monitor: cfg.monitor(), Mode: modeOf(cfg.monitor()), Patience: math.MaxInt})
 	if opts.Resume != "" {
 		if err := t.resume(opts.Resume); err != nil {
-			return nil, err
+			return t, err
 		}
 	}
-	if t.metrics, err = openMetrics(opts.RunDir, t.globalStep, t.nextEpoch); err != nil {
-		return nil, err
-	}
-	slog.Info("train", "run", opts.RunDir, "task", cfg.Task, "model", cfg.Model.Kind,
-		"parameters", t.model.Store().NumParameters(), "device", device.String(),
-		"threads", torch.NumThreads(), "train_rows", t.train.Rows(), "start_epoch", t.nextEpoch)
+	t.metrics, err = openMetrics(opts.RunDir, t.globalStep, t.nextEpoch)
+	return t, err
+}
 
-	if t.nextEpoch == 0 && cfg.Model.Kind == "sae" && cfg.Pretrain.Epochs > 0 {
-		if err := t.pretrain(ctx); err != nil {
-			return nil, err
+// writeRunConfig makes the run folder and writes the resolved config.
+func writeRunConfig(cfg Config, runDir string) error {
+	if err := os.MkdirAll(filepath.Join(runDir, CheckpointDir), 0o755); err != nil {
+		return err
+	}
+	doc, err := cfg.YAML()
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(filepath.Join(runDir, ConfigFile), doc)
+}
+
+// newModel builds spec's model from the config's seed, takes init_from's
+// weights when a new run names them, and moves it to the run's device.
+func (t *trainer) newModel(spec model.Spec) error {
+	if err := torch.ManualSeed(t.cfg.Seed); err != nil {
+		return err
+	}
+	var err error
+	if t.model, err = model.New(spec); err != nil {
+		return err
+	}
+	if t.cfg.InitFrom != "" && t.opts.Resume == "" {
+		if err := initFrom(t.model, t.cfg.InitFrom); err != nil {
+			return err
 		}
 	}
-	for epoch := t.nextEpoch; epoch < cfg.Epochs && !t.es.stopped; epoch++ {
+	return toDevice(t.model, t.device)
+}
+
+// fit runs the epochs from nextEpoch until the last or early stopping.
+// Epoch e > 0 starts from torch's generator seeded with EpochSeed, so a
+// resumed run draws what the uninterrupted one did.
+func (t *trainer) fit(ctx context.Context) error {
+	for epoch := t.nextEpoch; epoch < t.cfg.Epochs && !t.es.stopped; epoch++ {
 		if epoch > 0 {
-			if err := torch.ManualSeed(EpochSeed(cfg.Seed, epoch)); err != nil {
-				return nil, err
+			if err := torch.ManualSeed(EpochSeed(t.cfg.Seed, epoch)); err != nil {
+				return err
 			}
 		}
 		m, err := t.epoch(ctx, epoch)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if err := t.endEpoch(m); err != nil {
-			return nil, err
+			return err
 		}
-		if opts.OnEpochEnd != nil {
-			opts.OnEpochEnd(m)
+		if t.opts.OnEpochEnd != nil {
+			t.opts.OnEpochEnd(m)
 		}
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return t.finish(ctx)
+	return nil
 }
 
 type trainer struct {
