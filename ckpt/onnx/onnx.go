@@ -9,8 +9,8 @@
 // named by their state_dict keys (raw little-endian float32).
 //
 // Imports: model, torch, internal/atomicfile, ckpt/onnx/onnxpb (the
-// generated protobuf types) and google.golang.org/protobuf; never ckpt,
-// train or cmd.
+// generated protobuf types) and google.golang.org/protobuf; never ckpt
+// (only its tests do, to read the fixtures' checkpoints), train or cmd.
 package onnx
 
 import (
