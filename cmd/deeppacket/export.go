@@ -4,18 +4,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"github.com/spf13/cobra"
 
 	"github.com/deeppacket/deeppacket/ckpt"
+	"github.com/deeppacket/deeppacket/ckpt/onnx"
 )
 
 func init() { register(newExportCmd) }
 
 func newExportCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "export MODEL --format torchscript|lightning|safetensors -o OUT",
-		Short: "Write a model as TorchScript, a PyTorch Lightning checkpoint or safetensors",
+		Use:   "export MODEL --format torchscript|lightning|safetensors|onnx -o OUT",
+		Short: "Write a model as TorchScript, a PyTorch Lightning checkpoint, safetensors or ONNX",
 		Long: `export reads a model checkpoint (ours, or the reference's Lightning .ckpt or
 .model) and writes it for PyTorch users:
 
@@ -33,12 +35,19 @@ func newExportCmd() *cobra.Command {
                safetensors.torch.load_file reads it), with the
                hyperparameters (JSON) and the model's kind, task and
                preprocessing in its metadata. Every command that reads a
-               model reads it back.`,
+               model reads it back.
+  onnx         an ONNX model (opset 18) that onnxruntime and other ONNX
+               runtimes run with no Deep Packet code: input "input"
+               [batch, 1, signal_length] float32 bytes/255, output "logits"
+               [batch, classes]; batch is dynamic. Inference only, as
+               torchscript. Weights are initializers named by their
+               state_dict keys; kind, task and class names are in its
+               metadata_props.`,
 		Args: cobra.ExactArgs(1),
 		RunE: runExport,
 	}
 	f := cmd.Flags()
-	f.String("format", "torchscript", "torchscript, lightning or safetensors")
+	f.String("format", "torchscript", "torchscript, lightning, safetensors or onnx")
 	f.StringP("output", "o", "", "output file (required)")
 	return cmd
 }
@@ -53,8 +62,8 @@ func runExport(cmd *cobra.Command, args []string) error {
 		return errors.New("export: -o OUT is required")
 	}
 	format := v.GetString("format")
-	if format != "torchscript" && format != "lightning" && format != "safetensors" {
-		return fmt.Errorf("export: --format %q: want torchscript, lightning or safetensors", format)
+	if !slices.Contains([]string{"torchscript", "lightning", "safetensors", "onnx"}, format) {
+		return fmt.Errorf("export: --format %q: want torchscript, lightning, safetensors or onnx", format)
 	}
 	c, m, err := ckpt.ReadModel(args[0])
 	if err != nil {
@@ -68,6 +77,8 @@ func runExport(cmd *cobra.Command, args []string) error {
 		err = ckpt.ExportTorchScript(m, out)
 	case "lightning":
 		err = ckpt.SaveCheckpoint(out, m, meta)
+	case "onnx":
+		err = onnx.Export(m, out)
 	default:
 		err = ckpt.SaveSafetensors(out, m, meta)
 	}

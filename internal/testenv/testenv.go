@@ -88,6 +88,19 @@ func Python(t testing.TB) string {
 	return pythonPath
 }
 
+// PythonWith returns Python(t) after checking that it imports modules too
+// (onnx, onnxruntime, …), skipping (or in CI failing) the test otherwise.
+func PythonWith(t testing.TB, modules ...string) string {
+	t.Helper()
+	python := Python(t)
+	for _, m := range modules {
+		if out, err := exec.Command(python, "-c", "import "+m).CombinedOutput(); err != nil {
+			missing(t, "%s cannot import %s (run scripts/install-deps.sh): %s%v", python, m, out, err)
+		}
+	}
+	return python
+}
+
 // ReadFloat32s reads a file of little-endian float32 values (the fixtures'
 // .f32 files).
 func ReadFloat32s(t testing.TB, path string) []float32 {
