@@ -162,7 +162,7 @@ func seededSAE(t *testing.T) (model.Model, []float32) {
 // autograd.
 func forward(t *testing.T, m model.Model, x []float32) []float32 {
 	t.Helper()
-	m.Store().Eval()
+	m.Store().Train(false)
 	signal := int64(m.Preprocessing().SignalLength)
 	var out []float32
 	err := torch.NoGrad(func() error {
