@@ -37,5 +37,5 @@ func newCNN(b base) (*CNN, error) {
 
 // convs is conv1, then conv2.
 func (m *CNN) convs(x *torch.Tensor) *torch.Tensor {
-	return then(m.conv1.Forward(x), x, m.conv2.Forward)
+	return torch.Chain(x, m.conv1, m.conv2)
 }

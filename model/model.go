@@ -218,14 +218,13 @@ type head struct {
 
 // Forward flattens x per sample and runs the dense layers.
 func (h *head) Forward(x *torch.Tensor) *torch.Tensor {
-	if x.Err() != nil {
-		return x
-	}
-	x = x.Reshape(x.Shape()[0], -1)
-	for _, fc := range h.fc {
-		x = fc.Forward(x)
-	}
-	return h.out.Forward(x)
+	return torch.Tidy(x, func(x *torch.Tensor) *torch.Tensor {
+		x = x.Reshape(x.Shape()[0], -1)
+		for _, fc := range h.fc {
+			x = fc.Forward(x)
+		}
+		return h.out.Forward(x)
+	})
 }
 
 // pooledHead is what the CNN and the ResNet share after their convolutions:
@@ -251,12 +250,12 @@ func newPooledHead(root torch.Path, signal, outputDim int64, convs func(*torch.T
 }
 
 func (p *pooledHead) features(x *torch.Tensor) *torch.Tensor {
-	return then(p.convs(x), x, p.pool.Forward)
+	return torch.Chain(x, torch.Func(p.convs), p.pool)
 }
 
 // Forward maps [batch, 1, signal_length] to logits [batch, output_dim].
 func (p *pooledHead) Forward(x *torch.Tensor) *torch.Tensor {
-	return then(p.features(x), x, p.head.Forward)
+	return torch.Chain(x, torch.Func(p.features), p.head)
 }
 
 // flatSize runs a torch.rand(1, 1, signal_length) dummy through f, as the

@@ -46,7 +46,7 @@ func newResNet(b base) (*ResNet, error) {
 
 // convs is conv1: ResNet1d, then ReLU.
 func (m *ResNet) convs(x *torch.Tensor) *torch.Tensor {
-	return then(m.net.Forward(x), x, (*torch.Tensor).ReLU)
+	return torch.Chain(x, m.net, relu)
 }
 
 // samePad pads the last axis with zeros as the reference's "SAME" conv and
@@ -83,8 +83,10 @@ func newSameConv(p torch.Path, in, out, kernel, stride, groups int64) (*sameConv
 }
 
 func (c *sameConv) Forward(x *torch.Tensor) *torch.Tensor {
-	return then(samePad(x, c.kernel, c.stride), x, c.conv.Forward)
+	return torch.Chain(x, torch.Func(c.pad), c.conv)
 }
+
+func (c *sameConv) pad(x *torch.Tensor) *torch.Tensor { return samePad(x, c.kernel, c.stride) }
 
 // basicBlock is the reference's BasicBlock with use_bn and use_do on.
 type basicBlock struct {
@@ -123,51 +125,29 @@ func newBasicBlock(p torch.Path, in, out, kernel, stride, groups int64, downsamp
 }
 
 func (b *basicBlock) Forward(x *torch.Tensor) *torch.Tensor {
-	out := x
-	if !b.first {
-		out = then(out, x, b.bn1.Forward)
-		out = then(out, x, (*torch.Tensor).ReLU)
-		out = then(out, x, b.do1.Forward)
-	}
-	out = then(out, x, b.conv1.Forward)
-	out = then(out, x, b.bn2.Forward)
-	out = then(out, x, (*torch.Tensor).ReLU)
-	out = then(out, x, b.do2.Forward)
-	out = then(out, x, b.conv2.Forward)
-	identity := x
-	if b.downsample {
-		// CustomMaxPool1d: SAME padding computed with stride 1 (k-1 zeros),
-		// then MaxPool1d(k) with its default stride k.
-		identity = then(identity, x, func(t *torch.Tensor) *torch.Tensor { return samePad(t, b.stride, 1) })
-		identity = then(identity, x, func(t *torch.Tensor) *torch.Tensor {
-			return t.MaxPool1d(torch.MaxPool1dOptions{Kernel: b.stride})
-		})
-	}
-	if b.out != b.in {
-		// Zero channels, half before and the rest after.
-		ch1 := (b.out - b.in) / 2
-		identity = then(identity, x, func(t *torch.Tensor) *torch.Tensor { return t.Pad([]int64{0, 0, ch1, b.out - b.in - ch1}, 0) })
-	}
-	sum := out.Add(identity)
-	then(out, x, nil)
-	then(identity, x, nil)
-	return sum
+	return torch.Tidy(x, func(x *torch.Tensor) *torch.Tensor {
+		out := x
+		if !b.first {
+			out = torch.Chain(out, b.bn1, relu, b.do1)
+		}
+		out = torch.Chain(out, b.conv1, b.bn2, relu, b.do2, b.conv2)
+		identity := x
+		if b.downsample {
+			// CustomMaxPool1d: SAME padding computed with stride 1 (k-1
+			// zeros), then MaxPool1d(k) with its default stride k.
+			identity = samePad(identity, b.stride, 1).MaxPool1d(torch.MaxPool1dOptions{Kernel: b.stride})
+		}
+		if b.out != b.in {
+			// Zero channels, half before and the rest after.
+			ch1 := (b.out - b.in) / 2
+			identity = identity.Pad([]int64{0, 0, ch1, b.out - b.in - ch1}, 0)
+		}
+		return out.Add(identity)
+	})
 }
 
-// then is f(t), freeing t unless it is keep (the caller's input). A forward
-// pass so holds a few activations at a time instead of all of them until its
-// scope closes; autograd keeps its own references to what backward needs,
-// so this is safe in training too. A nil f only frees t.
-func then(t, keep *torch.Tensor, f func(*torch.Tensor) *torch.Tensor) *torch.Tensor {
-	var y *torch.Tensor
-	if f != nil {
-		y = f(t)
-	}
-	if t != keep && t != y {
-		t.Free()
-	}
-	return y
-}
+// relu is ReLU as a module of a Chain.
+var relu = torch.ReLU{}
 
 // resNet1d is the reference's ResNet1d (from hsd1503's resnet1d).
 type resNet1d struct {
@@ -175,6 +155,7 @@ type resNet1d struct {
 	firstBN, final *torch.BatchNorm1d
 	blocks         []*basicBlock
 	dense          *torch.Linear
+	layers         []torch.Module // the forward pass, in order
 }
 
 // blockChannels is the reference's in/out channel rule for block i.
@@ -219,18 +200,13 @@ func newResNet1d(p torch.Path, baseFilters, kernel, stride, groups, nBlock, nCla
 	if r.dense, err = torch.NewLinear(p.Sub("dense"), out, nClasses); err != nil {
 		return nil, err
 	}
+	r.layers = []torch.Module{r.firstConv, r.firstBN, relu}
+	for _, b := range r.blocks {
+		r.layers = append(r.layers, b)
+	}
+	meanOverLength := torch.Func(func(t *torch.Tensor) *torch.Tensor { return t.Mean(false, -1) })
+	r.layers = append(r.layers, r.final, relu, meanOverLength, r.dense)
 	return r, nil
 }
 
-func (r *resNet1d) Forward(x *torch.Tensor) *torch.Tensor {
-	out := then(x, x, r.firstConv.Forward)
-	out = then(out, x, r.firstBN.Forward)
-	out = then(out, x, (*torch.Tensor).ReLU)
-	for _, b := range r.blocks {
-		out = then(out, x, b.Forward)
-	}
-	out = then(out, x, r.final.Forward)
-	out = then(out, x, (*torch.Tensor).ReLU)
-	out = then(out, x, func(t *torch.Tensor) *torch.Tensor { return t.Mean(false, -1) })
-	return then(out, x, r.dense.Forward)
-}
+func (r *resNet1d) Forward(x *torch.Tensor) *torch.Tensor { return torch.Chain(x, r.layers...) }

@@ -107,6 +107,50 @@ func TestScopeFreesAndKeeps(t *testing.T) {
 	}
 }
 
+// TestTidyAndChain: a chain's intermediates are freed when the next module
+// has used them, only its result joins the input's scope, and backward still
+// gets the gradient through all of them.
+func TestTidyAndChain(t *testing.T) {
+	s := NewScope()
+	defer s.Close()
+	x := FromSlice(s, []float32{-1, 2, -3, 4}, []int64{4}, CPU)
+	if err := x.SetRequiresGrad(true); err != nil {
+		t.Fatal(err)
+	}
+	var seen []*Tensor // each module's input
+	step := func(f func(*Tensor) *Tensor) Module {
+		return Func(func(t *Tensor) *Tensor { seen = append(seen, t); return f(t) })
+	}
+	double := func(t *Tensor) *Tensor { return t.MulScalar(2) }
+	y := Chain(x, step(double), step((*Tensor).ReLU), step(func(t *Tensor) *Tensor { return t.Add(t) }))
+	loss := y.Sum(false)
+	if got := s.Len(); got != 3 {
+		t.Errorf("x's scope owns %d tensors, want 3 (x, the chain's result, the loss)", got)
+	}
+	for i, in := range seen[1:] {
+		if in.Err() == nil {
+			t.Errorf("the input of module %d is still alive after the chain", i+1)
+		}
+	}
+	if seen[0].Err() != nil || x.Err() != nil {
+		t.Error("the chain freed its input")
+	}
+	if err := loss.Backward(); err != nil {
+		t.Fatal(err)
+	}
+	grad, err := x.Grad().Float32s()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []float32{0, 4, 0, 4}; !slices.Equal(grad, want) {
+		t.Errorf("x.grad = %v, want %v", grad, want)
+	}
+	// A Tidy that returns its input gives back x itself.
+	if same := Tidy(x, func(t *Tensor) *Tensor { return t }); same != x {
+		t.Error("Tidy(x, identity) is not x")
+	}
+}
+
 // Layers hold their parameters' *Tensor values; moving the store must keep
 // those values valid.
 func TestStoreToKeepsTensorValues(t *testing.T) {

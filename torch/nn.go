@@ -32,13 +32,8 @@ func NewSequential(p Path, layers ...Layer) (*Sequential, error) {
 	return seq, nil
 }
 
-// Forward applies the children in order.
-func (s *Sequential) Forward(x *Tensor) *Tensor {
-	for _, m := range s.Modules {
-		x = m.Forward(x)
-	}
-	return x
-}
+// Forward applies the children in order (Chain).
+func (s *Sequential) Forward(x *Tensor) *Tensor { return Chain(x, s.Modules...) }
 
 // kaimingUniform_ is nn.init.kaiming_uniform_(t, a=√5), the default
 // initialisation of nn.Linear and nn.Conv*d weights, computed in float64

@@ -108,8 +108,15 @@ func (s *Scope) Len() int {
 
 // Keep takes t out of its scope: it lives until Free (or its finalizer).
 func (s *Scope) Keep(t *Tensor) *Tensor {
-	if t == nil || t.scope != s {
-		return t
+	s.moveTo(t, nil)
+	return t
+}
+
+// moveTo hands t, if s owns it, to scope to (nil: unscoped, with the
+// finalizer as a safety net).
+func (s *Scope) moveTo(t *Tensor, to *Scope) {
+	if t == nil || t.scope != s || s == nil {
+		return
 	}
 	s.mu.Lock()
 	for i, owned := range s.tensors {
@@ -122,10 +129,59 @@ func (s *Scope) Keep(t *Tensor) *Tensor {
 		}
 	}
 	s.mu.Unlock()
-	t.scope = nil
-	runtime.SetFinalizer(t, (*Tensor).Free)
-	return t
+	t.scope = to
+	if to != nil {
+		to.add(t)
+	} else {
+		runtime.SetFinalizer(t, (*Tensor).Free)
+	}
 }
+
+// Tidy runs f on x in a scope of its own, as TensorFlow.js's tidy does:
+// every tensor f makes from x is freed when f returns, except the one it
+// returns, which joins x's scope (unscoped when x has none). Autograd keeps
+// its own references to what backward needs, so a forward pass written with
+// Tidy is as correct in training as in inference, and frees its
+// intermediates as it goes instead of when the caller's scope closes.
+func Tidy(x *Tensor, f func(*Tensor) *Tensor) *Tensor {
+	if x.Err() != nil {
+		return x
+	}
+	inner := NewScope()
+	defer inner.Close()
+	// x's handle in the inner scope, so that f's results land there; x
+	// still owns it (the alias is in no scope's list and never freed).
+	in := &Tensor{h: x.h, scope: inner}
+	y := f(in)
+	if y == in {
+		return x
+	}
+	inner.moveTo(y, x.scope)
+	return y
+}
+
+// Chain applies modules to x in order, as nn.Sequential does, freeing each
+// intermediate result as soon as the next module has consumed it (inside a
+// Tidy), so that a chain holds one or two activations at a time.
+func Chain(x *Tensor, modules ...Module) *Tensor {
+	return Tidy(x, func(t *Tensor) *Tensor {
+		in := t
+		for _, m := range modules {
+			y := m.Forward(t)
+			if t != in && t != y && t.scope == in.scope {
+				t.Free()
+			}
+			t = y
+		}
+		return t
+	})
+}
+
+// Func makes a function a Module, as http.HandlerFunc makes one a Handler.
+type Func func(*Tensor) *Tensor
+
+// Forward is f(x).
+func (f Func) Forward(x *Tensor) *Tensor { return f(x) }
 
 func (s *Scope) add(t *Tensor) {
 	s.mu.Lock()
