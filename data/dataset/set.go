@@ -432,8 +432,9 @@ type SetFile struct {
 	Format Format
 	file   *os.File
 	pq     *parquet.File
-	// feature and label are the leaf column indexes.
-	feature, label int
+	// feature and label are the leaf column indexes, labelDef the label's
+	// maximum definition level.
+	feature, label, labelDef int
 	// nullFeature is the definition level of a null feature list (-1 when
 	// the column is required); nullElement that of a null list element.
 	nullFeature, nullElement int
@@ -492,7 +493,7 @@ func (s *SetFile) detect() error {
 	if kind := label.Node.Type().Kind(); kind != parquet.Int64 && kind != parquet.Int32 {
 		return fmt.Errorf(`column "label" is %v: want an integer`, label.Node.Type())
 	}
-	s.feature, s.label = feature.ColumnIndex, label.ColumnIndex
+	s.feature, s.label, s.labelDef = feature.ColumnIndex, label.ColumnIndex, label.MaxDefinitionLevel
 	s.nullFeature, s.nullElement = -1, -1
 	if field, ok := fieldByName(schema, "feature"); ok && field.Optional() {
 		s.nullFeature = 0
@@ -548,22 +549,15 @@ type Limits struct {
 	NumClasses   int // a label outside [0, NumClasses) is an error; 0 checks nothing
 }
 
-// valuesPerRead is how many values a reader decodes at a time.
-const valuesPerRead = 4096
-
-// RowGroupReader decodes row groups; it keeps its buffers between calls, so
-// reuse one per goroutine.
+// RowGroupReader decodes row groups (with Column); it keeps its buffers
+// between calls, so reuse one per goroutine.
 type RowGroupReader struct {
-	values []parquet.Value
-	dict   []byte // the bytes of the current dictionary page's doubles
+	dict []byte // the bytes of the current dictionary page's doubles
 }
 
 // Read appends the rows of row group rg of s to dst, checking them against
 // lim. Errors name the file and the row (counted from 0 in the file).
 func (r *RowGroupReader) Read(s *SetFile, rg int, lim Limits, dst *Rows) error {
-	if r.values == nil {
-		r.values = make([]parquet.Value, valuesPerRead)
-	}
 	if len(dst.Offsets) == 0 {
 		dst.Offsets = append(dst.Offsets, 0)
 	}
@@ -572,14 +566,15 @@ func (r *RowGroupReader) Read(s *SetFile, rg int, lim Limits, dst *Rows) error {
 	for _, g := range groups[:rg] {
 		first += g.NumRows()
 	}
+	n := int(groups[rg].NumRows())
 	chunks := groups[rg].ColumnChunks()
 	start := dst.Len()
-	if err := r.readLabels(chunks[s.label], first, lim, dst); err != nil {
+	if err := readLabels(chunks[s.label], s.labelDef, first, n, lim, dst); err != nil {
 		return fmt.Errorf("read %s: %w", s.Path, err)
 	}
 	var err error
 	if s.Format == Compact {
-		err = r.readBytes(chunks[s.feature], first, lim, dst)
+		err = readBytes(chunks[s.feature], s.maxDefinition, first, n, lim, dst)
 	} else {
 		err = r.readDoubles(chunks[s.feature], first, lim, s, dst)
 	}
@@ -592,36 +587,44 @@ func (r *RowGroupReader) Read(s *SetFile, rg int, lim Limits, dst *Rows) error {
 	return nil
 }
 
-func (r *RowGroupReader) readLabels(chunk parquet.ColumnChunk, first int64, lim Limits, dst *Rows) error {
-	return r.each(chunk, func(v parquet.Value) error {
-		row := first + int64(len(dst.Labels))
-		if v.IsNull() {
-			return fmt.Errorf("row %d: label is null", row)
-		}
-		label := v.Int64()
+func readLabels(chunk parquet.ColumnChunk, maxDef int, first int64, n int, lim Limits, dst *Rows) error {
+	col := NewColumn(chunk, maxDef)
+	defer col.Close()
+	start := len(dst.Labels)
+	var err error
+	dst.Labels, err = col.Int64s(dst.Labels, n)
+	if err == ErrNull {
+		return fmt.Errorf("row %d: label is null", first+int64(len(dst.Labels)-start))
+	}
+	if err != nil {
+		return err
+	}
+	for i, label := range dst.Labels[start:] {
 		if lim.NumClasses > 0 && (label < 0 || label >= int64(lim.NumClasses)) {
-			return fmt.Errorf("row %d: label %d is outside the model's %d classes", row, label, lim.NumClasses)
+			return fmt.Errorf("row %d: label %d is outside the model's %d classes", first+int64(i), label, lim.NumClasses)
 		}
-		dst.Labels = append(dst.Labels, label)
-		return nil
-	})
+	}
+	return nil
 }
 
-func (r *RowGroupReader) readBytes(chunk parquet.ColumnChunk, first int64, lim Limits, dst *Rows) error {
+func readBytes(chunk parquet.ColumnChunk, maxDef int, first int64, n int, lim Limits, dst *Rows) error {
+	col := NewColumn(chunk, maxDef)
+	defer col.Close()
 	base := len(dst.Offsets) - 1
-	return r.each(chunk, func(v parquet.Value) error {
-		row := first + int64(len(dst.Offsets)-1-base)
-		if v.IsNull() {
-			return fmt.Errorf("row %d: feature is null", row)
+	var err error
+	dst.Data, dst.Offsets, err = col.ByteArrays(dst.Data, dst.Offsets, n)
+	if err == ErrNull {
+		return fmt.Errorf("row %d: feature is null", first+int64(len(dst.Offsets)-1-base))
+	}
+	if err != nil {
+		return err
+	}
+	for i := base; i < len(dst.Offsets)-1; i++ {
+		if l := dst.Offsets[i+1] - dst.Offsets[i]; l > lim.SignalLength {
+			return fmt.Errorf("row %d: feature of %d bytes is longer than the signal length %d", first+int64(i-base), l, lim.SignalLength)
 		}
-		b := v.ByteArray()
-		if len(b) > lim.SignalLength {
-			return fmt.Errorf("row %d: feature of %d bytes is longer than the signal length %d", row, len(b), lim.SignalLength)
-		}
-		dst.Data = append(dst.Data, b...)
-		dst.Offsets = append(dst.Offsets, len(dst.Data))
-		return nil
-	})
+	}
+	return nil
 }
 
 // readDoubles turns each list of doubles back into bytes. A value that is not
@@ -646,40 +649,32 @@ func (r *RowGroupReader) readDoubles(chunk parquet.ColumnChunk, first int64, lim
 		dst.Offsets = append(dst.Offsets, len(dst.Data))
 		return nil
 	}
-	pages := chunk.Pages()
-	defer pages.Close()
+	col := NewColumn(chunk, s.maxDefinition)
+	defer col.Close()
 	for {
-		p, err := pages.ReadPage()
+		err := col.NextPage()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
 			return err
 		}
-		err = r.readDoublePage(p, s, &rowStart, &n, end, row, dst)
-		parquet.Release(p)
-		if err != nil {
+		if err := r.readDoublePage(col, s, &rowStart, &n, end, row, dst); err != nil {
 			return err
 		}
 	}
 	return end()
 }
 
-func (r *RowGroupReader) readDoublePage(p parquet.Page, s *SetFile, rowStart, n *int, end func() error, row func() int64, dst *Rows) error {
-	reps, defs := p.RepetitionLevels(), p.DefinitionLevels()
+func (r *RowGroupReader) readDoublePage(col *Column, s *SetFile, rowStart, n *int, end func() error, row func() int64, dst *Rows) error {
+	reps, defs := col.Levels()
 	// Spark dictionary-encodes the doubles (there are at most 256 of them):
 	// then each dictionary entry is converted once.
-	var plain []float64
-	var indexes []int32
-	if d := p.Dictionary(); d != nil {
-		data, dictData := p.Data(), d.Page().Data()
-		indexes = data.Int32()
-		if err := r.convertDictionary(dictData.Double()); err != nil {
+	plain, indexes := col.Doubles()
+	if indexes != nil {
+		if err := r.convertDictionary(plain); err != nil {
 			return fmt.Errorf("row %d: %w", row(), err)
 		}
-	} else {
-		data := p.Data()
-		plain = data.Double()
 	}
 	k := 0 // the next non-null value
 	for i, rep := range reps {
@@ -734,24 +729,4 @@ func toByte(x float64) (byte, error) {
 		return 0, fmt.Errorf("%v is not a byte divided by 255", x)
 	}
 	return byte(b), nil
-}
-
-// each calls fn for every value of a column chunk, in order.
-func (r *RowGroupReader) each(chunk parquet.ColumnChunk, fn func(parquet.Value) error) error {
-	values := parquet.NewColumnChunkValueReader(chunk)
-	defer values.Close()
-	for {
-		n, err := values.ReadValues(r.values)
-		for _, v := range r.values[:n] {
-			if err := fn(v); err != nil {
-				return err
-			}
-		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
 }
