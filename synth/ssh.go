@@ -130,7 +130,30 @@ func (s *sshCodec) packet(side int, payload []byte) []byte {
 	return out
 }
 
+// open is the connection's start: versions and key exchange in the clear,
+// then, encrypted under the new keys, user authentication and a session
+// channel running the command (sftp when there is none).
 func (s *sshCodec) open() ([]chunk, error) {
+	out, kex, err := s.keyExchange()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.useKeys(kex); err != nil {
+		return nil, err
+	}
+	return append(out, s.session(kex.newKeys)...), nil
+}
+
+// sshKex is what a key exchange leaves: the shared secret, the exchange hash
+// (also the session id) and the client's NEWKEYS, sent with the first
+// encrypted packet.
+type sshKex struct {
+	secret, hash, newKeys []byte
+}
+
+// keyExchange is the version lines, KEXINITs and an X25519 exchange with an
+// Ed25519 host key, as chunks.
+func (s *sshCodec) keyExchange() ([]chunk, sshKex, error) {
 	vc := []byte("SSH-2.0-OpenSSH_7.2p2 Ubuntu-4ubuntu2.1")
 	vs := []byte("SSH-2.0-OpenSSH_7.4")
 	ic, is := s.kexInit(), s.kexInit()
@@ -140,18 +163,17 @@ func (s *sshCodec) open() ([]chunk, error) {
 		{true, s.packet(0, ic)},
 		{false, s.packet(1, is)},
 	}
-
 	cliKey, err := ecdh.X25519().NewPrivateKey(s.rng.bytes(32))
 	if err != nil {
-		return nil, err
+		return nil, sshKex{}, err
 	}
 	srvKey, err := ecdh.X25519().NewPrivateKey(s.rng.bytes(32))
 	if err != nil {
-		return nil, err
+		return nil, sshKex{}, err
 	}
 	secret, err := srvKey.ECDH(cliKey.PublicKey())
 	if err != nil {
-		return nil, fmt.Errorf("SSH key exchange: %w", err)
+		return nil, sshKex{}, fmt.Errorf("SSH key exchange: %w", err)
 	}
 	hostKey := ed25519.NewKeyFromSeed(s.rng.bytes(ed25519.SeedSize))
 	var ks sshWriter
@@ -184,27 +206,37 @@ func (s *sshCodec) open() ([]chunk, error) {
 		chunk{true, s.packet(0, init)},
 		chunk{false, append(s.packet(1, reply), s.packet(1, []byte{sshMsgNewKeys})...)})
 	newKeys := s.packet(0, []byte{sshMsgNewKeys})
+	return out, sshKex{secret: secret, hash: exchangeHash[:], newKeys: newKeys}, nil
+}
 
-	// RFC 4253 section 7.2: each key is HASH(K || H || letter || session_id).
+// useKeys turns on each side's AES-128-CTR and HMAC-SHA256 with the keys
+// RFC 4253 section 7.2 derives: HASH(K || H || letter || session_id).
+func (s *sshCodec) useKeys(kex sshKex) error {
 	derive := func(letter byte, n int) []byte {
 		var k sshWriter
-		k.mpint(secret)
+		k.mpint(kex.secret)
 		d := sha256.New()
 		d.Write(k)
-		d.Write(exchangeHash[:])
+		d.Write(kex.hash)
 		d.Write([]byte{letter})
-		d.Write(exchangeHash[:])
+		d.Write(kex.hash)
 		return d.Sum(nil)[:n]
 	}
 	for side, letters := range [2]string{"ACE", "BDF"} {
 		blk, err := aes.NewCipher(derive(letters[1], 16))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		s.side[side].stream = cipher.NewCTR(blk, derive(letters[0], 16))
 		s.side[side].mac = hmac.New(sha256.New, derive(letters[2], 32))
 	}
+	return nil
+}
 
+// session is the encrypted start: the userauth service, a password login,
+// and a session channel with its subsystem or exec request, each answered.
+// newKeys (the client's NEWKEYS) travels with the first.
+func (s *sshCodec) session(newKeys []byte) []chunk {
 	var req, accept sshWriter
 	req.byte(sshMsgServiceRequest)
 	req.text("ssh-userauth")
@@ -244,16 +276,16 @@ func (s *sshCodec) open() ([]chunk, error) {
 	var chOK sshWriter
 	chOK.byte(sshMsgChannelSuccess)
 	chOK.uint32(0)
-	return append(out,
-		chunk{true, append(newKeys, s.packet(0, req)...)},
-		chunk{false, s.packet(1, accept)},
-		chunk{true, s.packet(0, auth)},
-		chunk{false, s.packet(1, []byte{sshMsgUserauthSuccess})},
-		chunk{true, s.packet(0, chOpen)},
-		chunk{false, s.packet(1, chConf)},
-		chunk{true, s.packet(0, chReq)},
-		chunk{false, s.packet(1, chOK)},
-	), nil
+	return []chunk{
+		{true, append(newKeys, s.packet(0, req)...)},
+		{false, s.packet(1, accept)},
+		{true, s.packet(0, auth)},
+		{false, s.packet(1, []byte{sshMsgUserauthSuccess})},
+		{true, s.packet(0, chOpen)},
+		{false, s.packet(1, chConf)},
+		{true, s.packet(0, chReq)},
+		{false, s.packet(1, chOK)},
+	}
 }
 
 // send carries msg as channel data, split at the channel's maximum packet.

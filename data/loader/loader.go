@@ -357,58 +357,9 @@ type rowRef struct{ unit, row int32 }
 func (e *Epoch) assemble(ordered <-chan *job) {
 	defer e.wg.Done()
 	defer close(e.ready)
-	opts := e.l.opts
-	windowRows := opts.ShuffleWindow
-	if !opts.Shuffle {
-		windowRows = 1 // nothing to mix: pass each row group on at once
-	}
-	var (
-		window []*dataset.Rows
-		refs   []rowRef
-		batch  *Batch
-		fill   int
-	)
-	send := func(r result) bool {
-		select {
-		case e.ready <- r:
-			return true
-		case <-e.done:
-			return false
-		}
-	}
-	emit := func() bool { // packs the window's rows; false when stopped
-		if opts.Shuffle {
-			shuffle(e.rng, len(refs), func(i, j int) { refs[i], refs[j] = refs[j], refs[i] })
-		}
-		for _, ref := range refs {
-			if batch == nil {
-				if batch = e.l.getBatch(e.done); batch == nil {
-					return false
-				}
-				fill = 0
-			}
-			rows := window[ref.unit]
-			row := batch.Features[fill*opts.SignalLength : (fill+1)*opts.SignalLength]
-			feature := rows.Feature(int(ref.row))
-			for i, b := range feature {
-				row[i] = scale[b]
-			}
-			clear(row[len(feature):])
-			batch.Labels[fill] = rows.Labels[ref.row]
-			fill++
-			if fill == opts.BatchSize {
-				batch.setSize(fill, opts.SignalLength)
-				if !send(result{batch: batch}) {
-					return false
-				}
-				batch = nil
-			}
-		}
-		for _, r := range window {
-			e.l.putRows(r)
-		}
-		window, refs = window[:0], refs[:0]
-		return true
+	a := &assembler{e: e, opts: e.l.opts, windowRows: e.l.opts.ShuffleWindow}
+	if !a.opts.Shuffle {
+		a.windowRows = 1 // nothing to mix: pass each row group on at once
 	}
 	for j := range ordered {
 		select {
@@ -417,28 +368,106 @@ func (e *Epoch) assemble(ordered <-chan *job) {
 			return
 		}
 		if j.err != nil {
-			send(result{err: j.err})
+			a.send(result{err: j.err})
 			return
 		}
-		for i := range j.rows.Len() {
-			refs = append(refs, rowRef{int32(len(window)), int32(i)})
-		}
-		window = append(window, j.rows)
-		if len(refs) >= windowRows && !emit() {
+		a.add(j.rows)
+		if len(a.refs) >= a.windowRows && !a.emit() {
 			return
 		}
 	}
-	if !emit() {
+	if a.emit() {
+		a.finish()
+	}
+}
+
+// assembler is assemble's state: the window of decoded units, references
+// to their rows, and the batch being filled.
+type assembler struct {
+	e          *Epoch
+	opts       Options
+	windowRows int
+	window     []*dataset.Rows
+	refs       []rowRef
+	batch      *Batch
+	fill       int
+}
+
+// send hands r to the consumer; false when the epoch is closed.
+func (a *assembler) send(r result) bool {
+	select {
+	case a.e.ready <- r:
+		return true
+	case <-a.e.done:
+		return false
+	}
+}
+
+// add puts a unit's rows in the window.
+func (a *assembler) add(rows *dataset.Rows) {
+	for i := range rows.Len() {
+		a.refs = append(a.refs, rowRef{int32(len(a.window)), int32(i)})
+	}
+	a.window = append(a.window, rows)
+}
+
+// emit shuffles the window's rows (when shuffling) and packs them into
+// batches, then empties the window; false when stopped.
+func (a *assembler) emit() bool {
+	if a.opts.Shuffle {
+		shuffle(a.e.rng, len(a.refs), func(i, j int) { a.refs[i], a.refs[j] = a.refs[j], a.refs[i] })
+	}
+	for _, ref := range a.refs {
+		if !a.pack(ref) {
+			return false
+		}
+	}
+	for _, r := range a.window {
+		a.e.l.putRows(r)
+	}
+	a.window, a.refs = a.window[:0], a.refs[:0]
+	return true
+}
+
+// pack copies one row into the batch (scaled, zero-padded to the signal
+// length) and sends the batch once full; false when stopped.
+func (a *assembler) pack(ref rowRef) bool {
+	if a.batch == nil {
+		if a.batch = a.e.l.getBatch(a.e.done); a.batch == nil {
+			return false
+		}
+		a.fill = 0
+	}
+	n := a.opts.SignalLength
+	rows := a.window[ref.unit]
+	row := a.batch.Features[a.fill*n : (a.fill+1)*n]
+	feature := rows.Feature(int(ref.row))
+	for i, b := range feature {
+		row[i] = scale[b]
+	}
+	clear(row[len(feature):])
+	a.batch.Labels[a.fill] = rows.Labels[ref.row]
+	a.fill++
+	if a.fill < a.opts.BatchSize {
+		return true
+	}
+	a.batch.setSize(a.fill, n)
+	ok := a.send(result{batch: a.batch})
+	a.batch = nil
+	return ok
+}
+
+// finish sends the last, partial batch unless drop_last, or frees it.
+func (a *assembler) finish() {
+	if a.batch == nil {
 		return
 	}
-	if batch != nil {
-		if fill > 0 && !opts.DropLast {
-			batch.setSize(fill, opts.SignalLength)
-			send(result{batch: batch})
-			return
-		}
-		e.l.free <- batch
+	if a.fill > 0 && !a.opts.DropLast {
+		a.batch.setSize(a.fill, a.opts.SignalLength)
+		a.send(result{batch: a.batch})
+		return
 	}
+	a.e.l.free <- a.batch
 }
 
 // getBatch takes a free batch, making one while fewer than the bound exist.

@@ -112,7 +112,7 @@ func (s *splitter) assign(c *chunk, path string, out *batches, counts *tally, he
 // parts are the part writers of every output for one part id.
 type parts [numTasks][numSets]*dataset.PartWriter
 
-func (s *splitter) openParts(sets *[numTasks][numSets]*dataset.SetWriter, id int) *parts {
+func (s *splitter) openParts(sets *outputs, id int) *parts {
 	var p parts
 	for t := range numTasks {
 		for k := range numSets {
@@ -148,27 +148,68 @@ func (p *parts) close(err error) error {
 // write is the last pass. The rows waiting for the pending cuts go, once
 // the cuts are placed, into one more part of each output.
 func (s *splitter) write(ctx context.Context, target string, pend *pending) (*Report, error) {
-	var sets [numTasks][numSets]*dataset.SetWriter
-	abort := func() {
-		for t := range sets {
-			for _, w := range sets[t] {
-				if w != nil {
-					w.Abort()
-				}
-			}
-		}
+	sets, err := s.createOutputs(target)
+	if err != nil {
+		return nil, err
 	}
+	counts, heldRows, err := s.writeRows(ctx, sets, pend)
+	if err == nil {
+		err = sets.commit()
+	}
+	if err != nil {
+		sets.abort()
+		return nil, err
+	}
+	return s.report(sets, counts, heldRows), nil
+}
+
+// outputs are the sets being written, by task and set.
+type outputs [numTasks][numSets]*dataset.SetWriter
+
+// createOutputs starts every set under target.
+func (s *splitter) createOutputs(target string) (*outputs, error) {
+	var sets outputs
 	for t := range numTasks {
 		for k := range numSets {
 			path := target + "/" + TaskDirs[t] + "/" + setNames[k] + ".parquet"
 			w, err := dataset.CreateSet(path, s.opts.Format, s.opts.SignalLength, s.opts.Writer)
 			if err != nil {
-				abort()
+				sets.abort()
 				return nil, err
 			}
 			sets[t][k] = w
 		}
 	}
+	return &sets, nil
+}
+
+// commit moves every set into place.
+func (o *outputs) commit() error {
+	for t := range numTasks {
+		for k := range numSets {
+			if err := o[t][k].Commit(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// abort discards every set not yet committed.
+func (o *outputs) abort() {
+	for t := range o {
+		for _, w := range o[t] {
+			if w != nil {
+				w.Abort()
+			}
+		}
+	}
+}
+
+// writeRows reads the inputs in parallel, one part per group of files, and
+// writes each row to its set, holding those of the pending cuts for a last
+// part; it returns each worker's tally and the rows held.
+func (s *splitter) writeRows(ctx context.Context, sets *outputs, pend *pending) ([]*tally, int64, error) {
 	counts := make([]*tally, s.opts.Jobs)
 	for w := range counts {
 		counts[w] = newTally()
@@ -177,7 +218,7 @@ func (s *splitter) write(ctx context.Context, target string, pend *pending) (*Re
 	bar := progress.New(s.rows, "split: writing", false)
 	groups := s.groups()
 	err := s.parallel(ctx, len(groups), func(w, g int) error {
-		p := s.openParts(&sets, g)
+		p := s.openParts(sets, g)
 		var out batches
 		c := &chunk{}
 		var err error
@@ -197,19 +238,17 @@ func (s *splitter) write(ctx context.Context, target string, pend *pending) (*Re
 	bar.Finish()
 	var heldRows int64
 	if err == nil && pend != nil {
-		heldRows, err = s.writeHeld(pend, held, s.openParts(&sets, len(groups)), counts[0])
+		heldRows, err = s.writeHeld(pend, held, s.openParts(sets, len(groups)), counts[0])
 	}
-	if err != nil {
-		abort()
-		return nil, err
-	}
+	return counts, heldRows, err
+}
+
+// report lists each set with its rows per class, every class of the task
+// included (0 when none of its rows landed in the set).
+func (s *splitter) report(sets *outputs, counts []*tally, heldRows int64) *Report {
 	report := &Report{InputRows: s.rows, HeldRows: heldRows}
 	for t := range numTasks {
 		for k := range numSets {
-			if err := sets[t][k].Commit(); err != nil {
-				abort()
-				return nil, err
-			}
 			sr := SetReport{Task: TaskDirs[t], Set: setNames[k], Path: sets[t][k].Path()}
 			total := map[int64]int64{}
 			for _, c := range counts {
@@ -217,8 +256,6 @@ func (s *splitter) write(ctx context.Context, target string, pend *pending) (*Re
 					total[label] += n
 				}
 			}
-			// Every class of the task is listed, with 0 when none of its rows
-			// landed in this set.
 			for _, label := range s.classes.labels(t) {
 				name := ""
 				if s.opts.ClassName != nil {
@@ -229,7 +266,7 @@ func (s *splitter) write(ctx context.Context, target string, pend *pending) (*Re
 			report.Sets = append(report.Sets, sr)
 		}
 	}
-	return report, nil
+	return report
 }
 
 // writeHeld places the pending cuts from the keys of the held rows, then
