@@ -20,6 +20,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
 
 	"github.com/deeppacket/deeppacket/ckpt"
 	"github.com/deeppacket/deeppacket/data/capture"
@@ -81,27 +82,9 @@ func runPredict(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	modelPath := v.GetString("model")
-	if modelPath == "" {
-		return errors.New("predict: --model MODEL is required")
-	}
-	batchSize, topK := v.GetInt("batch_size"), v.GetInt("top_k")
-	if batchSize <= 0 {
-		return fmt.Errorf("predict: batch_size %d: want a positive number", batchSize)
-	}
-	format := v.GetString("format")
-	if format != "csv" && format != "jsonl" && format != "parquet" {
-		return fmt.Errorf("predict: --format %q: want csv, jsonl or parquet", format)
-	}
-	out := v.GetString("output")
-	if format == "parquet" && (out == "" || out == "-") {
-		return errors.New("predict: --format parquet needs -o FILE")
-	}
-	if err := checkOutputFile(out, v.GetBool("overwrite")); err != nil {
-		return fmt.Errorf("predict: %w", err)
-	}
-	if err := setThreads(v.GetInt("threads")); err != nil {
-		return fmt.Errorf("predict: %w", err)
+	o, err := predictOptionsOf(v)
+	if err != nil {
+		return err
 	}
 	files, err := listCaptureFiles(args)
 	if err != nil {
@@ -111,67 +94,32 @@ func runPredict(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	m, closeModel, err := loadClassifier(modelPath, device, v.GetBool("allow_torchscript"), v.GetString("task"), v.GetInt("signal_length"))
+	m, closeModel, err := loadClassifier(o.model, device, v.GetBool("allow_torchscript"), v.GetString("task"), v.GetInt("signal_length"))
 	if err != nil {
 		return err
 	}
 	defer closeModel()
-	if topK < 1 || topK > m.OutputDim() {
-		return fmt.Errorf("predict: top_k %d: want 1 to %d, the model's classes", topK, m.OutputDim())
+	if o.topK < 1 || o.topK > m.OutputDim() {
+		return fmt.Errorf("predict: top_k %d: want 1 to %d, the model's classes", o.topK, m.OutputDim())
 	}
-	slog.Info("model", "path", modelPath, "task", m.Task().Name, "layout", m.Preprocessing().Layout, "device", device, "threads", torch.NumThreads())
+	slog.Info("model", "path", o.model, "task", m.Task().Name, "layout", m.Preprocessing().Layout, "device", device, "threads", torch.NumThreads())
 
-	var w io.Writer = cmd.OutOrStdout()
-	var file *atomicfile.File
-	if out != "" && out != "-" {
-		if file, err = atomicfile.Create(out); err != nil {
-			return err
-		}
-		defer file.Abort()
-		w = file
-	}
-	bw := bufio.NewWriterSize(w, 1<<16)
-	rw, err := newRowWriter(bw, format)
+	out, err := openPredictOutput(cmd.OutOrStdout(), o.output, o.format)
 	if err != nil {
 		return err
 	}
+	defer out.abort()
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	bar := progress.New(-1, "predict: packets", false)
-	p := &predictor{model: m, rows: rw, batchSize: batchSize, topK: topK, bar: bar}
-	var total features.Stats
-	var failed []string
-	captures := 0
-	for _, f := range files {
-		stats, err := p.capture(ctx, f.path)
-		total.Add(stats)
-		var unknown bool
-		if errors.Is(err, capture.ErrUnknownFormat) && !f.explicit {
-			unknown = true // a folder's notes and label files
-		} else {
-			captures++
-		}
-		switch {
-		case err == nil || unknown:
-		case ctx.Err() != nil || v.GetBool("strict"):
-			bar.Finish()
-			return err
-		default:
-			slog.Warn("capture skipped", "capture", f.path, "err", err)
-			failed = append(failed, f.path)
-		}
-	}
+	p := &predictor{model: m, rows: out.rows, batchSize: o.batchSize, topK: o.topK, bar: bar}
+	total, captures, failed, err := p.captures(ctx, files, v.GetBool("strict"))
 	bar.Finish()
-	if err := rw.close(); err != nil {
+	if err != nil {
 		return err
 	}
-	if err := bw.Flush(); err != nil {
+	if err := out.commit(); err != nil {
 		return err
-	}
-	if file != nil {
-		if err := file.Commit(); err != nil {
-			return err
-		}
 	}
 	slog.Info("predicted", "captures", captures, "packets", total.Read, "classified", total.Kept,
 		"omitted", total.Read-total.Kept, "flows", p.flows, "failed", len(failed), "damaged", p.damaged)
@@ -180,6 +128,105 @@ func runPredict(cmd *cobra.Command, args []string) error {
 			captures, len(failed), strings.Join(failed, ", "), p.damaged)
 	}
 	return nil
+}
+
+// predictOptions are predict's settings checked before any work.
+type predictOptions struct {
+	model, format, output string
+	batchSize, topK       int
+}
+
+func predictOptionsOf(v *viper.Viper) (predictOptions, error) {
+	o := predictOptions{model: v.GetString("model"), format: v.GetString("format"), output: v.GetString("output"),
+		batchSize: v.GetInt("batch_size"), topK: v.GetInt("top_k")}
+	if o.model == "" {
+		return o, errors.New("predict: --model MODEL is required")
+	}
+	if o.batchSize <= 0 {
+		return o, fmt.Errorf("predict: batch_size %d: want a positive number", o.batchSize)
+	}
+	if o.format != "csv" && o.format != "jsonl" && o.format != "parquet" {
+		return o, fmt.Errorf("predict: --format %q: want csv, jsonl or parquet", o.format)
+	}
+	if o.format == "parquet" && (o.output == "" || o.output == "-") {
+		return o, errors.New("predict: --format parquet needs -o FILE")
+	}
+	if err := checkOutputFile(o.output, v.GetBool("overwrite")); err != nil {
+		return o, fmt.Errorf("predict: %w", err)
+	}
+	if err := setThreads(v.GetInt("threads")); err != nil {
+		return o, fmt.Errorf("predict: %w", err)
+	}
+	return o, nil
+}
+
+// predictOutput is where the rows go: stdout, or a file that appears only
+// once complete (commit; abort discards it).
+type predictOutput struct {
+	rows *rowWriter
+	buf  *bufio.Writer
+	file *atomicfile.File
+}
+
+func openPredictOutput(stdout io.Writer, path, format string) (*predictOutput, error) {
+	o := &predictOutput{}
+	w := stdout
+	if path != "" && path != "-" {
+		var err error
+		if o.file, err = atomicfile.Create(path); err != nil {
+			return nil, err
+		}
+		w = o.file
+	}
+	o.buf = bufio.NewWriterSize(w, 1<<16)
+	var err error
+	if o.rows, err = newRowWriter(o.buf, format); err != nil {
+		o.abort()
+		return nil, err
+	}
+	return o, nil
+}
+
+func (o *predictOutput) commit() error {
+	if err := o.rows.close(); err != nil {
+		return err
+	}
+	if err := o.buf.Flush(); err != nil {
+		return err
+	}
+	if o.file != nil {
+		return o.file.Commit()
+	}
+	return nil
+}
+
+func (o *predictOutput) abort() {
+	if o.file != nil {
+		o.file.Abort()
+	}
+}
+
+// captures classifies each file in turn. A capture that cannot be read is
+// skipped with a warning (and listed in failed), unless strict; a file of
+// unknown format inside a folder (notes, label files) is passed over.
+func (p *predictor) captures(ctx context.Context, files []preprocessJob, strict bool) (total features.Stats, captures int, failed []string, err error) {
+	for _, f := range files {
+		stats, err := p.capture(ctx, f.path)
+		total.Add(stats)
+		unknown := errors.Is(err, capture.ErrUnknownFormat) && !f.explicit
+		if !unknown {
+			captures++
+		}
+		switch {
+		case err == nil || unknown:
+		case ctx.Err() != nil || strict:
+			return total, captures, failed, err
+		default:
+			slog.Warn("capture skipped", "capture", f.path, "err", err)
+			failed = append(failed, f.path)
+		}
+	}
+	return total, captures, failed, nil
 }
 
 // checkOutputFile refuses, before any work, an output path that is a
