@@ -3,8 +3,11 @@ package ckpt_test
 import (
 	"fmt"
 	"log"
+	"os"
+	"testing"
 
 	"github.com/deeppacket/deeppacket/ckpt"
+	"github.com/deeppacket/deeppacket/internal/testenv"
 )
 
 // Load the reference's published traffic ResNet: a Lightning 1.7
@@ -34,4 +37,9 @@ func ExampleReadCheckpoint() {
 	fmt.Printf("Lightning %s, epoch %d, step %d, %d tensors\n", c.LightningVersion, c.Epoch, c.GlobalStep, len(c.Names))
 	// Output:
 	// Lightning 1.7.7, epoch 1, step 17592, 78 tensors
+}
+
+func TestMain(m *testing.M) {
+	testenv.SkipExamplesWithoutShared("^Example(Load|ReadCheckpoint)$", "../../shared/fixtures/reference_traffic_resnet.ckpt")
+	os.Exit(m.Run())
 }

@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"os"
+	"testing"
 
 	"github.com/deeppacket/deeppacket/ckpt"
 	"github.com/deeppacket/deeppacket/data/features"
+	"github.com/deeppacket/deeppacket/internal/testenv"
 	"github.com/deeppacket/deeppacket/labels"
 	"github.com/deeppacket/deeppacket/model"
 	"github.com/deeppacket/deeppacket/torch"
@@ -91,4 +94,10 @@ func Example_classifyCapture() {
 	// Output:
 	// 505 packets read, 417 classified, 38 flows
 	// first flow: VPN: Email (0.18) over 7 packets
+}
+
+func TestMain(m *testing.M) {
+	testenv.SkipExamplesWithoutShared("^Example_classifyCapture$",
+		"../../shared/fixtures/reference_traffic_resnet.ckpt", "../../shared/pcaps/iscx/email.pcap")
+	os.Exit(m.Run())
 }

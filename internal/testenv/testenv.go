@@ -9,6 +9,8 @@ package testenv
 
 import (
 	"encoding/binary"
+	"flag"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -114,4 +116,27 @@ func ReadFloat32s(t testing.TB, path string) []float32 {
 		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
 	}
 	return out
+}
+
+// SkipExamplesWithoutShared is for a package's TestMain, before m.Run: Go
+// examples cannot skip themselves, so when a file of ../shared that the
+// examples matching pattern read is absent (rel, from the package's folder
+// at ../../shared/...), they are left out with a message, as a test would
+// be skipped; under CI=true they run and fail.
+func SkipExamplesWithoutShared(pattern string, rel ...string) {
+	if os.Getenv("CI") == "true" {
+		return
+	}
+	for _, r := range rel {
+		if _, err := os.Stat(r); err != nil {
+			flag.Parse()
+			skip := pattern
+			if prev := flag.Lookup("test.skip").Value.String(); prev != "" {
+				skip = prev + "|" + pattern
+			}
+			flag.Set("test.skip", skip)
+			fmt.Fprintf(os.Stderr, "skipping examples %s: shared data %s is missing (../shared beside the repository)\n", pattern, r)
+			return
+		}
+	}
 }
