@@ -7,6 +7,10 @@
 // and again when they end. Memory is bounded: the queue between capture and
 // model and the flow table have fixed sizes, and what does not fit is
 // dropped or evicted, and counted.
+//
+// Imports: data/capture, data/features and model (gopacket's pcap for
+// interfaces, Prometheus' client for metrics); never train or ckpt, which
+// the command uses to load the model it passes in.
 package live
 
 import (

@@ -1,8 +1,10 @@
 // Package torch is deeppacket's thin binding to libtorch: tensors on CPU or
-// CUDA, autograd, the nn layers and optimisers Deep Packet needs, and
-// serialisation that PyTorch reads (torch.save's pickle format, TorchScript).
+// CUDA, autograd, the nn layers and optimisers Deep Packet needs (one
+// Optimizer interface with PyTorch's state_dict layout), and serialisation
+// that PyTorch reads (torch.save's pickle format, TorchScript). Reading
+// torch.save files is package ckpt's (a safe unpickler), not this one's.
 //
-// The C++ lives in shim/ (one file, a plain C API in shim/dptorch.h) and is
+// The C++ lives in shim/ (a plain C API in shim/dptorch.h) and is
 // built by the Makefile into build/libdptorch.so. This package does not link
 // it: load.c opens it the first time a function needs it (DEEPPACKET_SHIM
 // names another build of it), so that a program using the package pays
@@ -35,6 +37,11 @@
 //   - So the step's inputs must be made in the step's scope (a batch is copied
 //     into it with FromSlice). An operation whose first scoped operand lives
 //     in a long-lived scope puts its result there, not in the step's scope.
+//   - Tidy runs a function in a scope of its own, as TensorFlow.js's tidy:
+//     what it makes is freed when it returns, except its result, which joins
+//     its input's scope. Chain applies modules in order (nn.Sequential),
+//     freeing each intermediate once used. Model code so frees nothing by
+//     hand.
 //   - Tensors that outlive a step (parameters, optimiser state) have no scope
 //     and are freed by their owner's Close (Store.Close, Adam.Close) or by
 //     Tensor.Free. Scope.Keep takes a tensor out of its scope.
@@ -56,7 +63,7 @@
 // Scope may be shared (it locks). Inference from several goroutines on one
 // model in eval mode is safe: forward passes only read the parameters; run
 // each inside NoGrad, which pins the goroutine to its OS thread because
-// libtorch's grad mode is per thread. Train/Eval switches and Load must not
+// libtorch's grad mode is per thread. Store.Train switches and Load must not
 // overlap a forward pass.
 //
 // Imports: internal/atomicfile only; it knows no model, dataset or
