@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"sort"
+	"sync"
 
 	"github.com/deeppacket/deeppacket/data/features"
 	"github.com/deeppacket/deeppacket/labels"
@@ -16,6 +17,7 @@ type Batch struct {
 	signal int
 	data   []float32
 	n      int
+	extent int // the longest vector added: past it, every row is zero
 }
 
 // NewBatch makes an empty batch for vectors of signal bytes.
@@ -37,13 +39,14 @@ func (b *Batch) Add(feature []byte) {
 	}
 	clear(row[k:])
 	b.n++
+	b.extent = max(b.extent, k)
 }
 
 // Len is the number of vectors in the batch.
 func (b *Batch) Len() int { return b.n }
 
 // Reset empties the batch, keeping its buffer.
-func (b *Batch) Reset() { b.n, b.data = 0, b.data[:0] }
+func (b *Batch) Reset() { b.n, b.data, b.extent = 0, b.data[:0], 0 }
 
 // Classifier is what classifying packets needs of a model: a checkpoint's
 // Model (AsClassifier) or a TorchScript module its user chose to run
@@ -56,15 +59,42 @@ type Classifier interface {
 	OutputDim() int
 	// Training reports whether dropout and batch norm are in training mode.
 	Training() bool
+	// Close frees what the classifier holds of its own.
+	Close()
 }
 
-// AsClassifier is m as a Classifier.
-func AsClassifier(m Model) Classifier { return modelClassifier{m} }
+// AsClassifier is m as a Classifier. Probabilities runs it with the exact
+// forward that skips each batch's zero padding (see prefix.go), whose
+// tables it takes from m's weights when first used: make a new classifier
+// after changing them. Its Close frees those tables, not m.
+func AsClassifier(m Model) Classifier { return &modelClassifier{Model: m} }
 
-type modelClassifier struct{ Model }
+type modelClassifier struct {
+	Model
+	prefix    *prefixForward
+	prefixErr error
+	once      sync.Once
+}
 
-func (m modelClassifier) Device() torch.Device { return m.Store().Device() }
-func (m modelClassifier) Training() bool       { return m.Store().Training() }
+func (m *modelClassifier) Device() torch.Device { return m.Store().Device() }
+func (m *modelClassifier) Training() bool       { return m.Store().Training() }
+
+// Close frees the prefix forward's tables; the model stays open.
+func (m *modelClassifier) Close() {
+	if m.prefix != nil {
+		m.prefix.Close()
+		m.prefix = nil
+	}
+}
+
+// forward is the logits of x, whose rows are zero past extent.
+func (m *modelClassifier) forward(x *torch.Tensor, extent int) (*torch.Tensor, error) {
+	m.once.Do(func() { m.prefix, m.prefixErr = newPrefixForward(m.Model) })
+	if m.prefixErr != nil {
+		return nil, m.prefixErr
+	}
+	return m.prefix.Forward(x, int64(extent))
+}
 
 // Probabilities runs c on the batch in eval mode without autograd, on c's
 // device, and returns the softmax of its logits: Len()×OutputDim values,
@@ -81,8 +111,17 @@ func Probabilities(c Classifier, b *Batch) ([]float32, error) {
 		s := torch.NewScope()
 		defer s.Close()
 		x := torch.FromSlice(s, b.data, []int64{int64(b.n), 1, int64(b.signal)}, c.Device())
+		var y *torch.Tensor
+		if mc, ok := c.(*modelClassifier); ok {
+			var err error
+			if y, err = mc.forward(x, b.extent); err != nil {
+				return err
+			}
+		} else {
+			y = c.Forward(x)
+		}
 		var err error
-		out, err = c.Forward(x).Softmax(1).Float32s()
+		out, err = y.Softmax(1).Float32s()
 		return err
 	})
 	if err != nil {

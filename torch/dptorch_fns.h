@@ -50,6 +50,7 @@ DPT_FN(dpt_error, dpt_transpose, (dpt_tensor x, int64_t d0, int64_t d1, dpt_tens
 DPT_FN(dpt_error, dpt_reshape, (dpt_tensor x, const int64_t *shape, int ndim, int view, dpt_tensor *out), (x, shape, ndim, view, out), dpt_load_failure())
 DPT_FN(dpt_error, dpt_flatten, (dpt_tensor x, int64_t start, int64_t end, dpt_tensor *out), (x, start, end, out), dpt_load_failure())
 DPT_FN(dpt_error, dpt_narrow, (dpt_tensor x, int64_t dim, int64_t start, int64_t length, dpt_tensor *out), (x, dim, start, length, out), dpt_load_failure())
+DPT_FN(dpt_error, dpt_expand, (dpt_tensor x, const int64_t *shape, int ndim, dpt_tensor *out), (x, shape, ndim, out), dpt_load_failure())
 DPT_FN(dpt_error, dpt_reduce, (int op, dpt_tensor x, const int64_t *dims, int ndims, int keepdim, dpt_tensor *out), (op, x, dims, ndims, keepdim, out), dpt_load_failure())
 DPT_FN(dpt_error, dpt_cat, (const dpt_tensor *ts, int n, int64_t dim, int stack, dpt_tensor *out), (ts, n, dim, stack, out), dpt_load_failure())
 DPT_FN(dpt_error, dpt_cross_entropy, (dpt_tensor logits, dpt_tensor target, dpt_tensor weight, int64_t reduction, int64_t ignore_index, double label_smoothing, dpt_tensor *out), (logits, target, weight, reduction, ignore_index, label_smoothing, out), dpt_load_failure())

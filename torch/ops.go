@@ -179,6 +179,13 @@ func (t *Tensor) Flatten(start, end int64) *Tensor {
 	}, t)
 }
 
+// Expand is Tensor.expand(shape): a view repeating size-1 axes (-1 keeps an
+// axis), with no copy.
+func (t *Tensor) Expand(shape ...int64) *Tensor {
+	sp, nd := shapeArg(shape)
+	return apply(func(out *C.dpt_tensor) C.dpt_error { return C.dpt_expand(t.h, sp, nd, out) }, t)
+}
+
 // Narrow is Tensor.narrow(dim, start, length): a view of a slice.
 func (t *Tensor) Narrow(dim, start, length int64) *Tensor {
 	return apply(func(out *C.dpt_tensor) C.dpt_error {

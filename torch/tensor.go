@@ -112,6 +112,17 @@ func (s *Scope) Keep(t *Tensor) *Tensor {
 	return t
 }
 
+// Own takes an unscoped tensor (a view of a parameter, say) into s, which
+// frees it on Close; a tensor of another scope is left where it is.
+func (s *Scope) Own(t *Tensor) *Tensor {
+	if t != nil && t.h != nil && t.scope == nil {
+		runtime.SetFinalizer(t, nil)
+		t.scope = s
+		s.add(t)
+	}
+	return t
+}
+
 // moveTo hands t, if s owns it, to scope to (nil: unscoped, with the
 // finalizer as a safety net).
 func (s *Scope) moveTo(t *Tensor, to *Scope) {

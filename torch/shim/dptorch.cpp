@@ -380,6 +380,10 @@ dpt_error dpt_flatten(dpt_tensor x, int64_t start, int64_t end, dpt_tensor *out)
   return guarded([&] { *out = wrap(ref(x).flatten(start, end)); });
 }
 
+dpt_error dpt_expand(dpt_tensor x, const int64_t *shape, int ndim, dpt_tensor *out) {
+  return guarded([&] { *out = wrap(ref(x).expand(dims(shape, ndim))); });
+}
+
 dpt_error dpt_narrow(dpt_tensor x, int64_t dim, int64_t start, int64_t length, dpt_tensor *out) {
   return guarded([&] { *out = wrap(ref(x).narrow(dim, start, length)); });
 }

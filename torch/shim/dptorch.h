@@ -85,6 +85,7 @@ dpt_error dpt_transpose(dpt_tensor x, int64_t d0, int64_t d1, dpt_tensor *out);
 dpt_error dpt_reshape(dpt_tensor x, const int64_t *shape, int ndim, int view, dpt_tensor *out);
 dpt_error dpt_flatten(dpt_tensor x, int64_t start, int64_t end, dpt_tensor *out);
 dpt_error dpt_narrow(dpt_tensor x, int64_t dim, int64_t start, int64_t length, dpt_tensor *out);
+dpt_error dpt_expand(dpt_tensor x, const int64_t *shape, int ndim, dpt_tensor *out);
 dpt_error dpt_reduce(int op, dpt_tensor x, const int64_t *dims, int ndims, int keepdim, dpt_tensor *out);
 enum { DPT_MEAN = 0, DPT_SUM = 1 };
 dpt_error dpt_cat(const dpt_tensor *ts, int n, int64_t dim, int stack, dpt_tensor *out);

@@ -1,0 +1,352 @@
+package model
+
+import (
+	"fmt"
+
+	"github.com/deeppacket/deeppacket/torch"
+)
+
+// This file is the exact inference forward that skips zero padding.
+//
+// A packet fills the first n of its signal_length values; the rest is zero
+// padding. Past the reach of those n values, every activation of every
+// layer is what an all-zero input gives there: a value that depends only
+// on the weights. So the forward computes each activation only over its
+// prefix, the positions the packet's bytes can reach (for a convolution of
+// kernel k, stride s and left padding a over an input prefix p: the first
+// ceil((p+a)/s) outputs), reading past the prefix from the zero input's
+// activation, computed once per model. Where the length axis goes away,
+// the zero input's contribution is added from precomputed suffix sums: the
+// mean over the length (the ResNet), and the dense layer over the flattened
+// activation (the CNN's fc1, the SAE's first layer). The result is the
+// full forward's, up to float32 rounding (sums taken in another order).
+//
+// It interprets InferenceOps, the same list the TorchScript and ONNX
+// exports write, so it follows the models without code of its own per
+// architecture.
+
+// prefixForward holds a model's inference steps and what the all-zero
+// input makes of them.
+type prefixForward struct {
+	ops    []Op
+	params map[string]*torch.Tensor
+	length int64         // signal_length
+	input0 *torch.Tensor // the all-zero input, [1, 1, L]
+	// zero[i] is op i's output for the all-zero input, [1, C, L], while it
+	// has a length axis (nil after).
+	zero []*torch.Tensor
+	// meanTail[i] is, for a mean op i, the zero input's sum over positions
+	// p.. of its input, for each p: [L+1][C].
+	meanTail map[int][][]float32
+	// dense[i] is, for a flatten op i followed by a linear one, that layer
+	// read in prefix order and its bias plus the zero input's share.
+	dense map[int]*prefixDense
+	made  []*torch.Tensor
+}
+
+// prefixDense is a linear layer over a flattened [C, L] activation: its
+// weight with columns in (position, channel) order, [out, L*C], so that
+// the first p positions are its first p*C columns, and for each p the bias
+// plus the contribution of the zero input's positions p..: [L+1][out].
+type prefixDense struct {
+	weight   *torch.Tensor
+	channels int64
+	tail     [][]float32
+}
+
+// newPrefixForward prepares m's prefix forward (inference mode, no
+// autograd); nil when m has no inference steps.
+func newPrefixForward(m Model) (*prefixForward, error) {
+	ops, err := InferenceOps(m)
+	if err != nil {
+		return nil, err
+	}
+	f := &prefixForward{ops: ops, params: map[string]*torch.Tensor{}, length: int64(m.Preprocessing().SignalLength),
+		meanTail: map[int][][]float32{}, dense: map[int]*prefixDense{}}
+	for _, v := range m.Store().Vars() {
+		f.params[v.Name] = v.Tensor
+	}
+	err = torch.NoGrad(func() error { return f.prepare(m.Store().Device()) })
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("prefix forward: %w", err)
+	}
+	return f, nil
+}
+
+// Close frees the zero input's activations and the rearranged weights.
+func (f *prefixForward) Close() {
+	for _, t := range f.made {
+		t.Free()
+	}
+	f.made = nil
+}
+
+func (f *prefixForward) keep(t *torch.Tensor) *torch.Tensor {
+	f.made = append(f.made, t)
+	return t
+}
+
+// prepare runs the all-zero input through the steps, keeping each
+// activation that has a length axis and the tables of the steps that
+// remove it.
+func (f *prefixForward) prepare(device torch.Device) error {
+	s := torch.NewScope()
+	defer s.Close()
+	f.input0 = f.keep(torch.Zeros(nil, []int64{1, 1, f.length}, torch.Float32, device))
+	vals := map[string]*torch.Tensor{"x": f.input0}
+	f.zero = make([]*torch.Tensor, len(f.ops))
+	for i, op := range f.ops {
+		in := vals[op.In]
+		if len(in.Shape()) == 3 {
+			switch {
+			case op.Kind == OpMean:
+				tail, err := suffixSums(in.Narrow(0, 0, 1).Reshape(in.Shape()[1], -1).Transpose(0, 1))
+				if err != nil {
+					return err
+				}
+				f.meanTail[i] = tail
+			case op.Kind == OpFlatten && i+1 < len(f.ops) && f.ops[i+1].Kind == OpLinear:
+				d, err := f.newDense(in, f.ops[i+1].Param)
+				if err != nil {
+					return err
+				}
+				f.dense[i] = d
+			}
+		}
+		out, err := f.full(op, vals)
+		if err != nil {
+			return fmt.Errorf("step %d (%v): %w", i, op.Kind, err)
+		}
+		vals[op.Out] = out
+		if len(out.Shape()) == 3 {
+			f.zero[i] = f.keep(s.Keep(out.Clone()))
+		}
+	}
+	return nil
+}
+
+// newDense rearranges the linear layer param that follows a flatten of z
+// (the zero input's [1, C, L] activation there).
+func (f *prefixForward) newDense(z *torch.Tensor, param string) (*prefixDense, error) {
+	shape := z.Shape()
+	c, l := shape[1], shape[2]
+	w, b := f.params[param+".weight"], f.params[param+".bias"]
+	out := w.Shape()[0]
+	wv := w.Reshape(out, c, l)
+	// The zero input's share of each output, position by position:
+	// sum over c of w[o, c, j] * z[c, j], then summed from each p on.
+	share, err := suffixSums(wv.Mul(z).Sum(false, 1).Transpose(0, 1))
+	if err != nil {
+		return nil, err
+	}
+	bias, err := b.Float32s()
+	if err != nil {
+		return nil, err
+	}
+	for _, row := range share {
+		for o := range row {
+			row[o] += bias[o]
+		}
+	}
+	weight := f.keep(wv.Transpose(1, 2).Reshape(out, l*c))
+	return &prefixDense{weight: weight, channels: c, tail: share}, weight.Err()
+}
+
+// suffixSums takes t, [L, N], and returns for each p in 0..L the sums over
+// rows p.. (accumulated in float64): [L+1][N].
+func suffixSums(t *torch.Tensor) ([][]float32, error) {
+	shape := t.Shape()
+	vals, err := t.Reshape(-1).Float32s()
+	if err != nil {
+		return nil, err
+	}
+	l, n := int(shape[0]), int(shape[1])
+	out := make([][]float32, l+1)
+	acc := make([]float64, n)
+	out[l] = make([]float32, n)
+	for p := l - 1; p >= 0; p-- {
+		out[p] = make([]float32, n)
+		for j := range n {
+			acc[j] += float64(vals[p*n+j])
+			out[p][j] = float32(acc[j])
+		}
+	}
+	return out, nil
+}
+
+// value is an activation during a prefix forward: t is [B, C, p], the
+// first p positions of a [B, C, L] activation whose other positions are
+// zero's (broadcast over the batch); or, once the length axis is gone, the
+// whole activation (zero nil).
+type value struct {
+	t    *torch.Tensor
+	p    int64
+	zero *torch.Tensor
+}
+
+// length is the full activation's length.
+func (v value) length() int64 { return v.zero.Shape()[2] }
+
+// upTo is the first n positions of the activation, computed ones first,
+// then the zero input's, [B, C, n].
+func (v value) upTo(s *torch.Scope, n int64) *torch.Tensor {
+	if n <= v.p {
+		return v.t.Narrow(2, 0, n)
+	}
+	shape := v.t.Shape()
+	rest := s.Own(s.Own(v.zero.Narrow(2, v.p, n-v.p)).Expand(shape[0], shape[1], n-v.p))
+	return torch.Cat([]*torch.Tensor{v.t, rest}, 2)
+}
+
+// Forward computes the logits of x, [B, 1, signal_length], whose values
+// past the first n of each row are zero.
+func (f *prefixForward) Forward(x *torch.Tensor, n int64) (*torch.Tensor, error) {
+	var err error
+	y := torch.Tidy(x, func(x *torch.Tensor) *torch.Tensor {
+		s := torch.NewScope() // the tables' rows and the weights' views
+		defer s.Close()
+		n = min(max(n, 1), f.length)
+		vals := map[string]value{"x": {t: x.Narrow(2, 0, n), p: n, zero: f.input0}}
+		for i := 0; i < len(f.ops); i++ {
+			op := f.ops[i]
+			var out value
+			if d := f.dense[i]; d != nil && vals[op.In].zero != nil {
+				out, op = f.flattenLinear(s, d, vals[op.In]), f.ops[i+1]
+				i++
+			} else if out, err = f.step(s, i, op, vals); err != nil {
+				err = fmt.Errorf("step %d (%v): %w", i, op.Kind, err)
+				return x
+			}
+			vals[op.Out] = out
+		}
+		return vals["x"].t
+	})
+	if err != nil {
+		return nil, err
+	}
+	return y, y.Err()
+}
+
+// flattenLinear is a flatten and the linear layer after it, over the
+// prefix only: its positions' channels in (position, channel) order, as
+// d.weight's columns, and the zero input's share in the bias.
+func (f *prefixForward) flattenLinear(s *torch.Scope, d *prefixDense, in value) value {
+	shape := in.t.Shape()
+	x := in.t.Transpose(1, 2).Reshape(shape[0], in.p*d.channels)
+	return value{t: x.Linear(s.Own(d.weight.Narrow(1, 0, in.p*d.channels)), f.row(s, d.tail[in.p], x))}
+}
+
+// row is a table row as a tensor on like's device, owned by s.
+func (f *prefixForward) row(s *torch.Scope, vals []float32, like *torch.Tensor) *torch.Tensor {
+	dev, err := like.Device()
+	if err != nil {
+		return like
+	}
+	return torch.FromSlice(s, vals, []int64{int64(len(vals))}, dev)
+}
+
+// step runs op i over its prefixes.
+func (f *prefixForward) step(s *torch.Scope, i int, op Op, vals map[string]value) (value, error) {
+	in := vals[op.In]
+	if in.zero == nil { // no length axis left: the plain step
+		t, err := f.full(op, map[string]*torch.Tensor{op.In: in.t, op.In2: vals[op.In2].t})
+		return value{t: t}, err
+	}
+	zero := f.zero[i]
+	switch op.Kind {
+	case OpCopy:
+		return in, nil
+	case OpBatchNorm, OpReLU:
+		t, err := f.full(op, map[string]*torch.Tensor{op.In: in.t})
+		return value{t: t, p: in.p, zero: zero}, err
+	case OpConv1d:
+		return f.conv(s, op, in, zero), nil
+	case OpPad:
+		return f.pad(op, in, zero), nil
+	case OpMaxPool1d:
+		k := op.Kernel
+		p := min(in.length()/k, (in.p+k-1)/k)
+		t := in.upTo(s, p*k).MaxPool1d(torch.MaxPool1dOptions{Kernel: k})
+		return value{t: t, p: p, zero: zero}, nil
+	case OpAdd:
+		other := vals[op.In2]
+		p := max(in.p, other.p)
+		return value{t: in.upTo(s, p).Add(other.upTo(s, p)), p: p, zero: zero}, nil
+	case OpMean:
+		t := in.t.Sum(false, -1).Add(f.row(s, f.meanTail[i][in.p], in.t)).DivScalar(float64(in.length()))
+		return value{t: t}, nil
+	case OpFlatten:
+		t := in.upTo(s, in.length())
+		return value{t: t.Reshape(t.Shape()[0], -1)}, nil
+	}
+	return value{}, fmt.Errorf("no prefix form for step kind %v", op.Kind)
+}
+
+// conv is a convolution over a prefix: the outputs the prefix reaches,
+// from the inputs they read (the zero input's past the prefix, and the
+// SAME padding's zeros).
+func (f *prefixForward) conv(s *torch.Scope, op Op, in value, zero *torch.Tensor) value {
+	k, stride := f.params[op.Param+".weight"].Shape()[2], max(op.Stride, 1)
+	l := in.length()
+	var left, right int64
+	if op.Same {
+		left, right = samePadding(l, k, stride)
+	}
+	lOut := (l+left+right-k)/stride + 1
+	p := min(lOut, (in.p+left+stride-1)/stride)
+	need := (p-1)*stride - left + k // input positions read, from -left
+	hi := min(l, need)
+	x := in.upTo(s, hi)
+	if left > 0 || need > hi {
+		x = x.Pad([]int64{left, need - hi}, 0)
+	}
+	t := x.Conv1d(f.params[op.Param+".weight"], f.params[op.Param+".bias"], torch.Conv1dOptions{Stride: stride, Groups: op.Groups})
+	return value{t: t, p: p, zero: zero}
+}
+
+// pad is zero padding over a prefix: channels are padded as they are, the
+// length's left padding shifts the prefix (its right padding is zero's).
+func (f *prefixForward) pad(op Op, in value, zero *torch.Tensor) value {
+	if len(op.Pads) != 2 {
+		return value{t: in.t.Pad(op.Pads, 0), p: in.p, zero: zero}
+	}
+	left, right := op.Pads[0], op.Pads[1]
+	if in.p == in.length() {
+		return value{t: in.t.Pad(op.Pads, 0), p: in.p + left + right, zero: zero}
+	}
+	return value{t: in.t.Pad([]int64{left, 0}, 0), p: in.p + left, zero: zero}
+}
+
+// full runs op on whole activations (vals by name).
+func (f *prefixForward) full(op Op, vals map[string]*torch.Tensor) (*torch.Tensor, error) {
+	x := vals[op.In]
+	switch op.Kind {
+	case OpCopy:
+		return x, nil
+	case OpConv1d:
+		w := f.params[op.Param+".weight"]
+		if op.Same {
+			x = samePad(x, w.Shape()[2], max(op.Stride, 1))
+		}
+		return x.Conv1d(w, f.params[op.Param+".bias"], torch.Conv1dOptions{Stride: max(op.Stride, 1), Groups: op.Groups}), nil
+	case OpBatchNorm:
+		p := op.Param
+		return x.BatchNorm(f.params[p+".weight"], f.params[p+".bias"], f.params[p+".running_mean"], f.params[p+".running_var"], false, 0.1, 1e-5), nil
+	case OpReLU:
+		return x.ReLU(), nil
+	case OpPad:
+		return x.Pad(op.Pads, 0), nil
+	case OpMaxPool1d:
+		return x.MaxPool1d(torch.MaxPool1dOptions{Kernel: op.Kernel}), nil
+	case OpMean:
+		return x.Mean(false, -1), nil
+	case OpAdd:
+		return x.Add(vals[op.In2]), nil
+	case OpFlatten:
+		return x.Reshape(x.Shape()[0], -1), nil
+	case OpLinear:
+		return x.Linear(f.params[op.Param+".weight"], f.params[op.Param+".bias"]), nil
+	}
+	return nil, fmt.Errorf("unknown step kind %v", op.Kind)
+}

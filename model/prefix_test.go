@@ -1,0 +1,144 @@
+package model_test
+
+import (
+	"context"
+	"math"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/deeppacket/deeppacket/ckpt"
+	"github.com/deeppacket/deeppacket/data/features"
+	"github.com/deeppacket/deeppacket/internal/testenv"
+	"github.com/deeppacket/deeppacket/labels"
+	"github.com/deeppacket/deeppacket/model"
+	"github.com/deeppacket/deeppacket/torch"
+)
+
+// TestPrefixForwardIsExact: on every packet of the ISCX captures,
+// batched as predict batches them (in capture order, so a batch mixes
+// lengths) and as sorted by length, Probabilities (the forward that skips
+// zero padding) gives the full forward's class, and probabilities within
+// 1e-5, for the published ResNet, the small CNN fixture, the reference's
+// application CNN and the SAE (fresh weights).
+func TestPrefixForwardIsExact(t *testing.T) {
+	captures, err := filepath.Glob(filepath.Join(testenv.Shared(t, "pcaps/iscx"), "*.pcap"))
+	if err != nil || len(captures) == 0 {
+		t.Fatalf("no ISCX captures (%v)", err)
+	}
+	var packets [][]byte
+	tr := features.New(features.Options{Layout: features.LayoutReference})
+	for _, c := range captures {
+		if _, err := features.Each(context.Background(), c, tr, nil, func(p *features.Packet) error {
+			if p.Verdict == features.Kept {
+				packets = append(packets, slices.Clone(p.Feature))
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sorted := slices.Clone(packets)
+	slices.SortStableFunc(sorted, func(a, b []byte) int { return len(a) - len(b) })
+
+	fresh := func(kind model.Kind, task labels.Task) func(t *testing.T) model.Model {
+		return func(t *testing.T) model.Model {
+			h, err := model.DefaultHParams(kind, task)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := torch.ManualSeed(5); err != nil {
+				t.Fatal(err)
+			}
+			m, err := model.New(model.Spec{Kind: kind, HParams: h, Task: task, Preprocessing: features.Options{Layout: features.LayoutReference}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.Store().Train(false)
+			return m
+		}
+	}
+	load := func(name string) func(t *testing.T) model.Model {
+		return func(t *testing.T) model.Model {
+			m, err := ckpt.Load(testenv.Shared(t, "fixtures/"+name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return m
+		}
+	}
+	tests := []struct {
+		name  string
+		model func(t *testing.T) model.Model
+		n     int // packets compared (the big CNN is slow at full length)
+	}{
+		{"published traffic ResNet", load("reference_traffic_resnet.ckpt"), len(packets)},
+		{"small CNN fixture", load("cnn_small.ckpt"), len(packets)},
+		{"reference application CNN", fresh(model.KindCNN, labels.Application), 1024},
+		{"SAE", fresh(model.KindSAE, labels.Traffic), len(packets)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := tc.model(t)
+			defer m.Close()
+			c := model.AsClassifier(m)
+			defer c.Close()
+			for _, order := range []struct {
+				name    string
+				packets [][]byte
+			}{{"capture order", packets[:tc.n]}, {"by length", sorted[len(sorted)-tc.n:]}} {
+				worst, flips := 0.0, 0
+				for start := 0; start < len(order.packets); start += 64 {
+					b := model.NewBatch(1500)
+					for _, p := range order.packets[start:min(start+64, len(order.packets))] {
+						b.Add(p)
+					}
+					got, err := model.Probabilities(c, b)
+					if err != nil {
+						t.Fatal(err)
+					}
+					want := fullProbabilities(t, m, order.packets[start:min(start+64, len(order.packets))])
+					k := m.OutputDim()
+					for i := range b.Len() {
+						g, w := got[i*k:(i+1)*k], want[i*k:(i+1)*k]
+						if model.TopClasses(nil, g, 1)[0] != model.TopClasses(nil, w, 1)[0] {
+							flips++
+						}
+						for j := range g {
+							worst = max(worst, math.Abs(float64(g[j]-w[j])))
+						}
+					}
+				}
+				t.Logf("%s: %d packets, largest probability difference %.2g", order.name, len(order.packets), worst)
+				if flips > 0 || worst > 1e-5 {
+					t.Errorf("%s: %d packets change class, largest probability difference %g (want 0 and ≤ 1e-5)", order.name, flips, worst)
+				}
+			}
+		})
+	}
+}
+
+// fullProbabilities is the softmax of m's own Forward over the whole
+// signal.
+func fullProbabilities(t *testing.T, m model.Model, packets [][]byte) []float32 {
+	t.Helper()
+	var out []float32
+	err := torch.NoGrad(func() error {
+		s := torch.NewScope()
+		defer s.Close()
+		data := make([]float32, len(packets)*1500)
+		for i, p := range packets {
+			for j, c := range p[:min(len(p), 1500)] {
+				data[i*1500+j] = float32(c) / 255
+			}
+		}
+		x := torch.FromSlice(s, data, []int64{int64(len(packets)), 1, 1500}, m.Store().Device())
+		var err error
+		out, err = m.Forward(x).Softmax(1).Float32s()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
