@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 
@@ -17,7 +18,11 @@ type Batch struct {
 	signal int
 	data   []float32
 	n      int
-	extent int // the longest vector added: past it, every row is zero
+	lens   []int // each row's length before its zero padding
+	// order and chunk are Probabilities's buffers: rows by length, and one
+	// group's rows cut to its longest.
+	order []int
+	chunk []float32
 }
 
 // NewBatch makes an empty batch for vectors of signal bytes.
@@ -39,14 +44,14 @@ func (b *Batch) Add(feature []byte) {
 	}
 	clear(row[k:])
 	b.n++
-	b.extent = max(b.extent, k)
+	b.lens = append(b.lens, k)
 }
 
 // Len is the number of vectors in the batch.
 func (b *Batch) Len() int { return b.n }
 
 // Reset empties the batch, keeping its buffer.
-func (b *Batch) Reset() { b.n, b.data, b.extent = 0, b.data[:0], 0 }
+func (b *Batch) Reset() { b.n, b.data, b.lens = 0, b.data[:0], b.lens[:0] }
 
 // Classifier is what classifying packets needs of a model: a checkpoint's
 // Model (AsClassifier) or a TorchScript module its user chose to run
@@ -87,18 +92,17 @@ func (m *modelClassifier) Close() {
 	}
 }
 
-// forward is the logits of x, whose rows are zero past extent.
-func (m *modelClassifier) forward(x *torch.Tensor, extent int) (*torch.Tensor, error) {
-	m.once.Do(func() { m.prefix, m.prefixErr = newPrefixForward(m.Model) })
-	if m.prefixErr != nil {
-		return nil, m.prefixErr
-	}
-	return m.prefix.Forward(x, int64(extent))
-}
+// prefixGroup is how many rows of a batch the padding-skipping forward
+// takes at a time: rows of similar lengths, so that each group's forward
+// stops near the end of its own packets.
+const prefixGroup = 64
 
 // Probabilities runs c on the batch in eval mode without autograd, on c's
 // device, and returns the softmax of its logits: Len()×OutputDim values,
-// row-major. Every intermediate tensor is freed before it returns.
+// row-major. Every intermediate tensor is freed before it returns. A model
+// (AsClassifier) runs the rows in groups of similar lengths with the
+// forward that skips their zero padding (prefix.go); other classifiers run
+// the batch as it is.
 func Probabilities(c Classifier, b *Batch) ([]float32, error) {
 	if b.n == 0 {
 		return nil, nil
@@ -108,26 +112,67 @@ func Probabilities(c Classifier, b *Batch) ([]float32, error) {
 	}
 	var out []float32
 	err := torch.NoGrad(func() error {
+		if mc, ok := c.(*modelClassifier); ok {
+			var err error
+			out, err = mc.probabilities(b)
+			return err
+		}
 		s := torch.NewScope()
 		defer s.Close()
 		x := torch.FromSlice(s, b.data, []int64{int64(b.n), 1, int64(b.signal)}, c.Device())
-		var y *torch.Tensor
-		if mc, ok := c.(*modelClassifier); ok {
-			var err error
-			if y, err = mc.forward(x, b.extent); err != nil {
-				return err
-			}
-		} else {
-			y = c.Forward(x)
-		}
 		var err error
-		out, err = y.Softmax(1).Float32s()
+		out, err = c.Forward(x).Softmax(1).Float32s()
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("classify a batch of %d: %w", b.n, err)
 	}
 	return out, nil
+}
+
+// probabilities runs b's rows by length, prefixGroup at a time, each group
+// cut to its longest row, and puts each row's probabilities in its place.
+func (m *modelClassifier) probabilities(b *Batch) ([]float32, error) {
+	b.order = b.order[:0]
+	for i := range b.n {
+		b.order = append(b.order, i)
+	}
+	slices.SortStableFunc(b.order, func(i, j int) int { return b.lens[i] - b.lens[j] })
+	k := m.OutputDim()
+	out := make([]float32, b.n*k)
+	for start := 0; start < b.n; start += prefixGroup {
+		group := b.order[start:min(start+prefixGroup, b.n)]
+		n := max(b.lens[group[len(group)-1]], 1)
+		b.chunk = b.chunk[:0]
+		for _, r := range group {
+			b.chunk = append(b.chunk, b.data[r*b.signal:r*b.signal+n]...)
+		}
+		probs, err := m.groupProbabilities(b.chunk, len(group), n)
+		if err != nil {
+			return nil, err
+		}
+		for i, r := range group {
+			copy(out[r*k:(r+1)*k], probs[i*k:(i+1)*k])
+		}
+	}
+	return out, nil
+}
+
+// groupProbabilities is the softmax of the logits of rows rows of n values
+// each (the rest of each row being zero padding).
+func (m *modelClassifier) groupProbabilities(data []float32, rows, n int) ([]float32, error) {
+	m.once.Do(func() { m.prefix, m.prefixErr = newPrefixForward(m.Model) })
+	if m.prefixErr != nil {
+		return nil, m.prefixErr
+	}
+	s := torch.NewScope()
+	defer s.Close()
+	x := torch.FromSlice(s, data, []int64{int64(rows), 1, int64(n)}, m.Device())
+	y, err := m.prefix.Forward(x)
+	if err != nil {
+		return nil, err
+	}
+	return y.Softmax(1).Float32s()
 }
 
 // FlowVote is the one flow rule of predict and evaluate: a flow's class is

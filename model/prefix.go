@@ -199,15 +199,19 @@ func (v value) upTo(s *torch.Scope, n int64) *torch.Tensor {
 	return torch.Cat([]*torch.Tensor{v.t, rest}, 2)
 }
 
-// Forward computes the logits of x, [B, 1, signal_length], whose values
-// past the first n of each row are zero.
-func (f *prefixForward) Forward(x *torch.Tensor, n int64) (*torch.Tensor, error) {
+// Forward computes the logits of inputs whose first n values are x, [B, 1,
+// n] (0 < n ≤ signal_length), and whose other values are zero.
+func (f *prefixForward) Forward(x *torch.Tensor) (*torch.Tensor, error) {
 	var err error
 	y := torch.Tidy(x, func(x *torch.Tensor) *torch.Tensor {
 		s := torch.NewScope() // the tables' rows and the weights' views
 		defer s.Close()
-		n = min(max(n, 1), f.length)
-		vals := map[string]value{"x": {t: x.Narrow(2, 0, n), p: n, zero: f.input0}}
+		n := x.Shape()[2]
+		if n < 1 || n > f.length {
+			err = fmt.Errorf("input of %d values: want 1 to %d", n, f.length)
+			return x
+		}
+		vals := map[string]value{"x": {t: x, p: n, zero: f.input0}}
 		for i := 0; i < len(f.ops); i++ {
 			op := f.ops[i]
 			var out value
@@ -218,6 +222,7 @@ func (f *prefixForward) Forward(x *torch.Tensor, n int64) (*torch.Tensor, error)
 				err = fmt.Errorf("step %d (%v): %w", i, op.Kind, err)
 				return x
 			}
+			release(vals, op.Out, out.t, x)
 			vals[op.Out] = out
 		}
 		return vals["x"].t
@@ -226,6 +231,22 @@ func (f *prefixForward) Forward(x *torch.Tensor, n int64) (*torch.Tensor, error)
 		return nil, err
 	}
 	return y, y.Err()
+}
+
+// release frees the tensor that name held before it is replaced by next,
+// unless another name still holds it or it is the input: a forward so
+// holds only the activations still to be read.
+func release(vals map[string]value, name string, next, input *torch.Tensor) {
+	old := vals[name].t
+	if old == nil || old == next || old == input {
+		return
+	}
+	for other, v := range vals {
+		if other != name && v.t == old {
+			return
+		}
+	}
+	old.Free()
 }
 
 // flattenLinear is a flatten and the linear layer after it, over the
