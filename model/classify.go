@@ -50,6 +50,9 @@ func (b *Batch) Add(feature []byte) {
 // Len is the number of vectors in the batch.
 func (b *Batch) Len() int { return b.n }
 
+// Truncate keeps the first n vectors.
+func (b *Batch) Truncate(n int) { b.n, b.data, b.lens = n, b.data[:n*b.signal], b.lens[:n] }
+
 // Reset empties the batch, keeping its buffer.
 func (b *Batch) Reset() { b.n, b.data, b.lens = 0, b.data[:0], b.lens[:0] }
 

@@ -68,7 +68,7 @@ http://--metrics-addr/metrics.`,
 	f.String("read-file", "", "replay this capture file instead of capturing")
 	f.Float64("replay-speed", 1, "with --read-file: times the recorded pace (0: as fast as possible)")
 	f.String("filter", "", "BPF filter expression (tcpdump's syntax)")
-	addModelFlags(f)
+	addModelFlags(f, 64) // a batch waits for at most --max-delay
 	f.Duration("max-delay", defaultMaxDelay, "longest wait of a packet for its batch")
 	f.Int("verdict-after", defaultVerdictAfter, "a flow's first verdict after this many classified packets")
 	f.Duration("idle-timeout", defaultIdleTimeout, "a flow ends after this long without a packet")

@@ -64,7 +64,7 @@ is then non-zero; --strict stops at the first.`,
 		RunE: runPredict,
 	}
 	f := cmd.Flags()
-	addModelFlags(f)
+	addModelFlags(f, defaultPredictBatch)
 	f.Int("top-k", 1, "the most probable classes given per packet (1: the class alone)")
 	f.String("format", "csv", "csv, jsonl or parquet")
 	f.StringP("output", "o", "", "output file (default stdout; parquet needs a file)")
@@ -73,9 +73,10 @@ is then non-zero; --strict stops at the first.`,
 	return cmd
 }
 
-// defaultPredictBatch is the batch size measured fastest on the ISCX
-// captures with the published ResNet on 2 cores (BENCHMARKS.md).
-const defaultPredictBatch = 64
+// defaultPredictBatch is how many packets predict gathers, across
+// captures, before classifying them: the model runs them by length, 64 at a
+// time, so a larger batch groups lengths more tightly (BENCHMARKS.md).
+const defaultPredictBatch = 1024
 
 func runPredict(cmd *cobra.Command, args []string) error {
 	v, err := settings(cmd, nil)
@@ -226,7 +227,7 @@ func (p *predictor) captures(ctx context.Context, files []preprocessJob, strict 
 			failed = append(failed, f.path)
 		}
 	}
-	return total, captures, failed, nil
+	return total, captures, failed, p.finish()
 }
 
 // checkOutputFile refuses, before any work, an output path that is a
@@ -249,12 +250,12 @@ func checkOutputFile(out string, overwrite bool) error {
 
 // addModelFlags declares the flags of the commands that classify packets
 // with a model (predict, live); setThreads and loadClassifier read them.
-func addModelFlags(f *pflag.FlagSet) {
+func addModelFlags(f *pflag.FlagSet, batch int) {
 	f.String("model", "", "model: a checkpoint (.ckpt, .model) or safetensors; TorchScript (.pt) with --allow-torchscript (required)")
 	f.Bool("allow-torchscript", false, "let --model be TorchScript, such as train's model.pt: TorchScript is code, which runs when loaded and can read and write files, so use it only from a source you trust")
 	f.String("task", "", "class names of a TorchScript model: application or traffic (default: from its output size)")
 	f.Int("signal-length", 1500, "input length of a TorchScript model (checkpoints record theirs)")
-	f.Int("batch-size", defaultPredictBatch, "packets per forward pass")
+	f.Int("batch-size", batch, "packets gathered before classifying them (the model runs them 64 at a time, grouped by length)")
 	f.Int("threads", 0, "libtorch threads (0: libtorch's default, the machine's cores)")
 	f.String("device", "auto", "cpu, cuda, cuda:N or auto")
 }
@@ -309,14 +310,26 @@ type predictor struct {
 	flows     int
 	damaged   int
 
+	// A batch may hold the packets of several captures (the last ones of
+	// one, the first of the next): the model then sees full batches, whose
+	// rows it groups by length, however small the captures. Rows still come
+	// out capture by capture, each capture's packets then its flows.
 	batch   *model.Batch
 	pending []packetInfo
-	byFlow  map[int64]*flowAgg
-	order   []int64 // flows in order of first packet
-	top     []int   // reused: a packet's classes by probability
+	open    []*captureFlows // captures with packets pending, oldest first
+	top     []int           // reused: a packet's classes by probability
+}
+
+// captureFlows is one capture's flows, in order of their first packet.
+type captureFlows struct {
+	path   string
+	byFlow map[int64]*flowAgg
+	order  []int64
+	done   bool // read to its end: its flows are written once its packets are
 }
 
 type packetInfo struct {
+	capture         *captureFlows
 	index, ts, flow int64
 	tuple           features.FiveTuple
 }
@@ -331,21 +344,23 @@ func (p *predictor) capture(ctx context.Context, path string) (features.Stats, e
 	if abs, err := filepath.Abs(path); err == nil {
 		path = abs
 	}
-	opts := p.model.Preprocessing()
-	tr := features.New(opts)
-	p.batch = model.NewBatch(tr.Options().SignalLength)
-	p.pending = p.pending[:0]
-	p.byFlow = map[int64]*flowAgg{}
-	p.order = p.order[:0]
+	tr := features.New(p.model.Preprocessing())
+	if p.batch == nil {
+		p.batch = model.NewBatch(tr.Options().SignalLength)
+	}
+	c := &captureFlows{path: path, byFlow: map[int64]*flowAgg{}}
+	p.open = append(p.open, c)
+	before := len(p.pending) // this capture's packets come after
 	stats, err := features.Each(ctx, path, tr, nil, func(pk *features.Packet) error {
 		p.bar.Add(1)
 		if pk.Verdict != features.Kept {
 			return nil
 		}
 		p.batch.Add(pk.Feature)
-		p.pending = append(p.pending, packetInfo{index: pk.Index, ts: pk.TimestampNS, flow: pk.Flow, tuple: pk.Tuple})
+		p.pending = append(p.pending, packetInfo{capture: c, index: pk.Index, ts: pk.TimestampNS, flow: pk.Flow, tuple: pk.Tuple})
 		if p.batch.Len() >= p.batchSize {
-			return p.classify(path)
+			before = 0
+			return p.classify()
 		}
 		return nil
 	})
@@ -356,41 +371,66 @@ func (p *predictor) capture(ctx context.Context, path string) (features.Stats, e
 		slog.Warn("damaged capture: classifying the packets before the damage", "capture", path, "err", err)
 		p.damaged++
 	} else if err != nil {
+		// A capture that cannot be read is skipped whole: its packets not
+		// yet classified are dropped.
+		p.batch.Truncate(before)
+		p.pending = p.pending[:before]
+		c.done, c.order = true, nil
 		return stats, fmt.Errorf("predict %s: %w", path, err)
 	}
-	if cerr := p.classify(path); cerr != nil {
-		return stats, cerr
-	}
-	task := p.model.Task()
-	for _, f := range p.order {
-		agg := p.byFlow[f]
-		class, prob := agg.score.Verdict()
-		r := flowRow{Row: "flow", Capture: path, Timestamp: time.Unix(0, agg.firstTS).UTC(), Flow: flowString(f), Tuple: agg.tuple.String(),
-			LabelID: class, Label: task.ClassName(class), Probability: prob, Packets: agg.score.Packets()}
-		if err := p.rows.write(r); err != nil {
-			return stats, err
-		}
-	}
-	p.flows += len(p.order)
+	c.done = true
 	return stats, nil
 }
 
+// finish classifies what is pending and writes the last flows.
+func (p *predictor) finish() error {
+	if err := p.classify(); err != nil {
+		return err
+	}
+	return p.closeCaptures(nil)
+}
+
+// closeCaptures writes the flows of the open captures before next (all of
+// them when next is nil), which are done and have no packet pending.
+func (p *predictor) closeCaptures(next *captureFlows) error {
+	for len(p.open) > 0 && p.open[0] != next && p.open[0].done {
+		c := p.open[0]
+		task := p.model.Task()
+		for _, f := range c.order {
+			agg := c.byFlow[f]
+			class, prob := agg.score.Verdict()
+			r := flowRow{Row: "flow", Capture: c.path, Timestamp: time.Unix(0, agg.firstTS).UTC(), Flow: flowString(f), Tuple: agg.tuple.String(),
+				LabelID: class, Label: task.ClassName(class), Probability: prob, Packets: agg.score.Packets()}
+			if err := p.rows.write(r); err != nil {
+				return err
+			}
+		}
+		p.flows += len(c.order)
+		p.open = p.open[1:]
+	}
+	return nil
+}
+
 // classify runs the pending batch and writes its packet rows.
-func (p *predictor) classify(path string) error {
+func (p *predictor) classify() error {
 	if p.batch.Len() == 0 {
 		return nil
 	}
 	probs, err := model.Probabilities(p.model, p.batch)
 	if err != nil {
-		return fmt.Errorf("predict %s: %w", path, err)
+		return fmt.Errorf("predict %s: %w", p.pending[0].capture.path, err)
 	}
 	k := p.model.OutputDim()
 	task := p.model.Task()
 	for i, info := range p.pending {
+		c := info.capture
+		if err := p.closeCaptures(c); err != nil {
+			return err
+		}
 		row := probs[i*k : (i+1)*k]
 		p.top = model.TopClasses(p.top[:0], row, p.topK)
 		best := p.top[0]
-		r := flowRow{Row: "packet", Capture: path, Frame: info.index + 1, Timestamp: time.Unix(0, info.ts).UTC(), Flow: flowString(info.flow),
+		r := flowRow{Row: "packet", Capture: c.path, Frame: info.index + 1, Timestamp: time.Unix(0, info.ts).UTC(), Flow: flowString(info.flow),
 			Tuple: info.tuple.String(), LabelID: best, Label: task.ClassName(best), Probability: float64(row[best])}
 		if p.topK > 1 {
 			var labels, probsText []string
@@ -406,11 +446,11 @@ func (p *predictor) classify(path string) error {
 		if info.flow == 0 {
 			continue
 		}
-		agg := p.byFlow[info.flow]
+		agg := c.byFlow[info.flow]
 		if agg == nil {
 			agg = &flowAgg{firstTS: info.ts, tuple: info.tuple}
-			p.byFlow[info.flow] = agg
-			p.order = append(p.order, info.flow)
+			c.byFlow[info.flow] = agg
+			c.order = append(c.order, info.flow)
 		}
 		agg.score.Add(best, row)
 	}
