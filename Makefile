@@ -32,10 +32,11 @@ CXXSTD        := c++17
 else
 TORCH_CFLAGS  := -I$(LIBTORCH)/include -I$(LIBTORCH)/include/torch/csrc/api/include
 TORCH_LDFLAGS := -L$(LIBTORCH)/lib -Wl,-rpath,$(LIBTORCH)/lib
-# A CUDA libtorch keeps its kernels in libtorch_cuda; link it even though the
-# shim names none of its symbols, so that CUDA registers at load time.
-TORCH_LIBS    := -Wl,--no-as-needed -ltorch -ltorch_cpu -lc10 \
-                 $(if $(wildcard $(LIBTORCH)/lib/libtorch_cuda.so),-ltorch_cuda -lc10_cuda) -Wl,--as-needed
+# Only libtorch_cpu and c10: a CUDA libtorch's libtorch_cuda (and libtorch.so,
+# which pulls it in) is loaded by the shim when CUDA is first asked about and
+# an NVIDIA driver is present (dptorch.cpp, load_cuda), so that CPU runs do
+# not map half a gigabyte of CUDA libraries.
+TORCH_LIBS    := -Wl,--no-as-needed -ltorch_cpu -lc10 -Wl,--as-needed -ldl
 # PyTorch's headers need C++20 from 2.10 on (17 before).
 CXXSTD        := c++20
 endif

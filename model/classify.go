@@ -97,8 +97,15 @@ func (m *modelClassifier) Close() {
 
 // prefixGroup is how many rows of a batch the padding-skipping forward
 // takes at a time: rows of similar lengths, so that each group's forward
-// stops near the end of its own packets.
-const prefixGroup = 64
+// stops near the end of its own packets. A group's length is rounded up to
+// a multiple of prefixStep: libtorch (oneDNN) compiles and caches a
+// convolution for each input shape, and on the ISCX captures lengths to the
+// nearest 1 or 16 cost more in compiling (and 150 MB more of cache) than
+// the positions they save (BENCHMARKS.md).
+const (
+	prefixGroup = 64
+	prefixStep  = 128
+)
 
 // Probabilities runs c on the batch in eval mode without autograd, on c's
 // device, and returns the softmax of its logits: Len()×OutputDim values,
@@ -145,7 +152,7 @@ func (m *modelClassifier) probabilities(b *Batch) ([]float32, error) {
 	out := make([]float32, b.n*k)
 	for start := 0; start < b.n; start += prefixGroup {
 		group := b.order[start:min(start+prefixGroup, b.n)]
-		n := max(b.lens[group[len(group)-1]], 1)
+		n := min((max(b.lens[group[len(group)-1]], 1)+prefixStep-1)/prefixStep*prefixStep, b.signal)
 		b.chunk = b.chunk[:0]
 		for _, r := range group {
 			b.chunk = append(b.chunk, b.data[r*b.signal:r*b.signal+n]...)

@@ -50,6 +50,8 @@ func cudaDevice(name string, n int) (Device, error) {
 		return Device{}, err
 	}
 	switch count := CUDADeviceCount(); {
+	case CUDAVersion() == "" && CUDALibrary():
+		return Device{}, fmt.Errorf("device %q: libtorch %s has CUDA, but this machine has no NVIDIA driver (/proc/driver/nvidia/version), so no GPU to use (use --device cpu or auto)", name, Version())
 	case CUDAVersion() == "":
 		return Device{}, fmt.Errorf("device %q: libtorch %s was built without CUDA (use --device cpu or auto, or build against a CUDA libtorch)", name, Version())
 	case !CUDAAvailable() || count == 0:
@@ -92,6 +94,11 @@ func (d Device) String() string {
 
 // CUDAAvailable reports whether libtorch has CUDA and sees a GPU.
 func CUDAAvailable() bool { return C.dpt_cuda_is_available() != 0 }
+
+// CUDALibrary reports whether libtorch has CUDA (libtorch_cuda beside
+// libtorch_cpu), loaded or not: the shim loads it only where an NVIDIA
+// driver is installed, so CUDAVersion is "" without one.
+func CUDALibrary() bool { return Load() == nil && C.dpt_cuda_library() != 0 }
 
 // CUDADeviceCount is the number of GPUs libtorch sees.
 func CUDADeviceCount() int { return int(C.dpt_cuda_device_count()) }

@@ -18,8 +18,11 @@ func TestParseDeviceWithoutGPU(t *testing.T) {
 		t.Errorf("auto: %v, %v; want the CPU", d, err)
 	}
 	want := "built without CUDA"
-	if CUDAVersion() != "" {
+	switch {
+	case CUDAVersion() != "":
 		want = "has CUDA " + CUDAVersion() + " but sees no GPU"
+	case CUDALibrary():
+		want = "has CUDA, but this machine has no NVIDIA driver"
 	}
 	for _, name := range []string{"cuda", "cuda:1"} {
 		if _, err := ParseDevice(name); err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), Version()) {

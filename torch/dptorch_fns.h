@@ -5,6 +5,7 @@
 
 DPT_FN(int, dpt_cuda_is_available, (void), (), 0)
 DPT_FN(int, dpt_cuda_device_count, (void), (), 0)
+DPT_FN(int, dpt_cuda_library, (void), (), 0)
 DPT_FN(char *, dpt_torch_version, (void), (), NULL)
 DPT_FN(int, dpt_cuda_runtime_version, (void), (), 0)
 DPT_FN(dpt_error, dpt_manual_seed, (uint64_t seed), (seed), dpt_load_failure())

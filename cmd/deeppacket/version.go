@@ -24,6 +24,9 @@ func newVersionCmd() *cobra.Command {
 				return nil
 			}
 			cuda := "no CUDA (CPU only)"
+			if torch.CUDALibrary() {
+				cuda = "CUDA libraries not loaded: no NVIDIA driver"
+			}
 			if v := torch.CUDAVersion(); v != "" {
 				cuda = fmt.Sprintf("CUDA %s, %d GPU(s) visible", v, torch.CUDADeviceCount())
 			}

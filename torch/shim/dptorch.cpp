@@ -27,11 +27,15 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <dlfcn.h>
 #include <fstream>
 #include <iterator>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 struct dpt_tensor_s { at::Tensor t; };
 struct dpt_ivalue_s { c10::IValue v; };
@@ -113,17 +117,51 @@ void write_file(const char *path, const char *data, size_t n) {
   if (!ok) throw std::runtime_error(std::string("cannot write ") + path + ": " + std::strerror(err));
 }
 
+// libtorch_cuda (a CUDA libtorch's kernels, and the CUDA, cuDNN and NCCL
+// libraries it needs: half a gigabyte of mappings and a third of the start-up
+// time) is not linked: it is loaded, from beside libtorch_cpu, the first time
+// anything asks about CUDA, and only where an NVIDIA driver is installed, as
+// tch-rs does. Loaded, it registers CUDA with libtorch as if linked. A CPU-only
+// run on a CUDA build so starts as fast, and stays as small, as on a CPU build.
+std::string cuda_library() {
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void *>(&at::set_num_threads), &info) == 0 || info.dli_fname == nullptr) return "";
+  std::string dir(info.dli_fname);
+  dir = dir.substr(0, dir.find_last_of('/') + 1);
+  std::string path = dir + "libtorch_cuda.so";
+  return access(path.c_str(), F_OK) == 0 ? path : "";
+}
+
+void load_cuda() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (access("/proc/driver/nvidia/version", F_OK) != 0) return;  // no driver: no GPU to use
+    std::string path = cuda_library();
+    if (!path.empty()) dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
+  });
+}
+
 }  // namespace
 
 extern "C" {
 
 
-int dpt_cuda_is_available(void) { return torch::cuda::is_available() ? 1 : 0; }
-int dpt_cuda_device_count(void) { return static_cast<int>(torch::cuda::device_count()); }
+int dpt_cuda_is_available(void) {
+  load_cuda();
+  return torch::cuda::is_available() ? 1 : 0;
+}
+
+int dpt_cuda_device_count(void) {
+  load_cuda();
+  return static_cast<int>(torch::cuda::device_count());
+}
+
+int dpt_cuda_library(void) { return cuda_library().empty() ? 0 : 1; }
 
 char *dpt_torch_version(void) { return strdup(TORCH_VERSION); }
 
 int dpt_cuda_runtime_version(void) {
+  load_cuda();
   // Without libtorch_cuda the CUDA hooks are a stub that throws.
   try {
     return static_cast<int>(at::detail::getCUDAHooks().versionCUDART());
@@ -131,7 +169,10 @@ int dpt_cuda_runtime_version(void) {
     return 0;
   }
 }
-dpt_error dpt_manual_seed(uint64_t seed) { return guarded([&] { torch::manual_seed(seed); }); }
+dpt_error dpt_manual_seed(uint64_t seed) {
+  load_cuda();  // so that CUDA's generators are seeded too, when there are GPUs
+  return guarded([&] { torch::manual_seed(seed); });
+}
 void dpt_set_num_threads(int n) { at::set_num_threads(n); }
 int dpt_get_num_threads(void) { return at::get_num_threads(); }
 void dpt_set_grad_enabled(int enabled) { c10::GradMode::set_enabled(enabled != 0); }

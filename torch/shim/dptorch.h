@@ -30,6 +30,7 @@ void dpt_free_string(char *s);
 /* process-wide settings */
 int dpt_cuda_is_available(void);
 int dpt_cuda_device_count(void);
+int dpt_cuda_library(void); /* 1: libtorch_cuda.so is beside libtorch_cpu (loaded or not) */
 char *dpt_torch_version(void);        /* libtorch's version, as "2.15.0"; free with dpt_free_string */
 int dpt_cuda_runtime_version(void);   /* the CUDA runtime libtorch was built with (13020), or 0 without CUDA */
 dpt_error dpt_manual_seed(uint64_t seed);
