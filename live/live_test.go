@@ -31,7 +31,7 @@ import (
 
 func testConfig(m model.Model, out *Output) Config {
 	return Config{
-		Model: model.AsClassifier(m), BatchSize: 64, MaxDelay: 50 * time.Millisecond, VerdictAfter: 3,
+		Model: model.AsClassifier(m, 1), BatchSize: 64, MaxDelay: 50 * time.Millisecond, VerdictAfter: 3,
 		IdleTimeout: time.Hour, ActiveTimeout: time.Hour, MaxFlows: 1 << 16, QueueLen: 1024,
 		Output: out, Metrics: NewMetrics(),
 	}

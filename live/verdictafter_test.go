@@ -100,7 +100,7 @@ func flowPrefixScores(b testing.TB, m model.Model, path string) map[int64]*[maxK
 	if err != nil {
 		b.Fatal(err)
 	}
-	probs, err := model.Probabilities(model.AsClassifier(m), batch)
+	probs, err := model.Probabilities(model.AsClassifier(m, 1), batch)
 	if err != nil {
 		b.Fatal(err)
 	}

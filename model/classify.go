@@ -1,6 +1,7 @@
 package model
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -74,11 +75,19 @@ type Classifier interface {
 // AsClassifier is m as a Classifier. Probabilities runs it with the exact
 // forward that skips each batch's zero padding (see prefix.go), whose
 // tables it takes from m's weights when first used: make a new classifier
-// after changing them. Its Close frees those tables, not m.
-func AsClassifier(m Model) Classifier { return &modelClassifier{Model: m} }
+// after changing them. Its Close frees those tables, not m. With workers
+// above 1, Probabilities runs that many of a batch's groups at once, each
+// on a thread of its own: on a CPU, set libtorch's own threads to 1
+// (torch.SetNumThreads), as small convolutions split over threads spend
+// more in waking them than they gain.
+func AsClassifier(m Model, workers int) Classifier {
+	return &modelClassifier{Model: m, workers: max(workers, 1)}
+}
 
 type modelClassifier struct {
 	Model
+	workers   int
+	jobs      chan groupJob // to the worker threads, started with the tables
 	prefix    *prefixForward
 	prefixErr error
 	once      sync.Once
@@ -87,8 +96,20 @@ type modelClassifier struct {
 func (m *modelClassifier) Device() torch.Device { return m.Store().Device() }
 func (m *modelClassifier) Training() bool       { return m.Store().Training() }
 
-// Close frees the prefix forward's tables; the model stays open.
+// groupJob is one group of a batch for a worker: run it with the worker's
+// buffer, then report to done.
+type groupJob struct {
+	run  func(chunk *[]float32) error
+	done func(error)
+}
+
+// Close stops the worker threads and frees the prefix forward's tables; the
+// model stays open.
 func (m *modelClassifier) Close() {
+	if m.jobs != nil {
+		close(m.jobs)
+		m.jobs = nil
+	}
 	if m.prefix != nil {
 		m.prefix.Close()
 		m.prefix = nil
@@ -141,8 +162,12 @@ func Probabilities(c Classifier, b *Batch) ([]float32, error) {
 }
 
 // probabilities runs b's rows by length, prefixGroup at a time, each group
-// cut to its longest row, and puts each row's probabilities in its place.
+// cut to its longest row (rounded up to prefixStep), on m.workers threads,
+// and puts each row's probabilities in its place.
 func (m *modelClassifier) probabilities(b *Batch) ([]float32, error) {
+	if err := m.prepare(); err != nil {
+		return nil, err
+	}
 	b.order = b.order[:0]
 	for i := range b.n {
 		b.order = append(b.order, i)
@@ -150,31 +175,80 @@ func (m *modelClassifier) probabilities(b *Batch) ([]float32, error) {
 	slices.SortStableFunc(b.order, func(i, j int) int { return b.lens[i] - b.lens[j] })
 	k := m.OutputDim()
 	out := make([]float32, b.n*k)
-	for start := 0; start < b.n; start += prefixGroup {
-		group := b.order[start:min(start+prefixGroup, b.n)]
+	groups := (b.n + prefixGroup - 1) / prefixGroup
+	run := func(chunk *[]float32, g int) error {
+		group := b.order[g*prefixGroup : min((g+1)*prefixGroup, b.n)]
 		n := min((max(b.lens[group[len(group)-1]], 1)+prefixStep-1)/prefixStep*prefixStep, b.signal)
-		b.chunk = b.chunk[:0]
+		*chunk = (*chunk)[:0]
 		for _, r := range group {
-			b.chunk = append(b.chunk, b.data[r*b.signal:r*b.signal+n]...)
+			*chunk = append(*chunk, b.data[r*b.signal:r*b.signal+n]...)
 		}
-		probs, err := m.groupProbabilities(b.chunk, len(group), n)
+		probs, err := m.groupProbabilities(*chunk, len(group), n)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for i, r := range group {
 			copy(out[r*k:(r+1)*k], probs[i*k:(i+1)*k])
 		}
+		return nil
 	}
-	return out, nil
+	if m.workers == 1 || groups == 1 {
+		for g := range groups {
+			if err := run(&b.chunk, g); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	wg.Add(groups)
+	for g := range groups {
+		m.jobs <- groupJob{run: func(chunk *[]float32) error { return run(chunk, g) }, done: func(err error) {
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+			wg.Done()
+		}}
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
+
+// worker runs groups on its own OS thread for the classifier's life (a
+// thread keeps libtorch's per-thread state warm: grad mode, oneDNN's
+// scratch memory), with autograd off.
+func (m *modelClassifier) worker(jobs <-chan groupJob) {
+	torch.NoGrad(func() error {
+		var chunk []float32
+		for j := range jobs {
+			j.done(j.run(&chunk))
+		}
+		return nil
+	})
+}
+
+// prepare builds the prefix forward's tables and starts the workers, once.
+func (m *modelClassifier) prepare() error {
+	m.once.Do(func() {
+		if m.prefix, m.prefixErr = newPrefixForward(m.Model); m.prefixErr == nil && m.workers > 1 {
+			m.jobs = make(chan groupJob)
+			for range m.workers {
+				go m.worker(m.jobs)
+			}
+		}
+	})
+	return m.prefixErr
 }
 
 // groupProbabilities is the softmax of the logits of rows rows of n values
 // each (the rest of each row being zero padding).
 func (m *modelClassifier) groupProbabilities(data []float32, rows, n int) ([]float32, error) {
-	m.once.Do(func() { m.prefix, m.prefixErr = newPrefixForward(m.Model) })
-	if m.prefixErr != nil {
-		return nil, m.prefixErr
-	}
 	s := torch.NewScope()
 	defer s.Close()
 	x := torch.FromSlice(s, data, []int64{int64(rows), 1, int64(n)}, m.Device())

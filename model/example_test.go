@@ -60,7 +60,7 @@ func Example_classifyCapture() {
 		log.Fatal(err)
 	}
 	defer m.Close()
-	c := model.AsClassifier(m)
+	c := model.AsClassifier(m, 1)
 	tr := features.New(m.Preprocessing())
 	batch := model.NewBatch(tr.Options().SignalLength)
 	var flows []int64

@@ -81,7 +81,7 @@ func TestPrefixForwardIsExact(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			m := tc.model(t)
 			defer m.Close()
-			c := model.AsClassifier(m)
+			c := model.AsClassifier(m, 1)
 			defer c.Close()
 			for _, order := range []struct {
 				name    string
@@ -141,4 +141,42 @@ func fullProbabilities(t *testing.T, m model.Model, packets [][]byte) []float32 
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestClassifierWorkers: groups run on several threads give each packet the
+// probabilities one thread gives, bit for bit, in the batch's order.
+func TestClassifierWorkers(t *testing.T) {
+	m, err := ckpt.Load(testenv.Shared(t, "fixtures/reference_traffic_resnet.ckpt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	tr := features.New(m.Preprocessing())
+	b := model.NewBatch(1500)
+	for _, name := range []string{"email.pcap", "skype_chat.pcap", "vpn_netflix.pcap"} {
+		if _, err := features.Each(context.Background(), testenv.Shared(t, "pcaps/iscx/"+name), tr, nil, func(p *features.Packet) error {
+			if p.Verdict == features.Kept {
+				b.Add(p.Feature)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var want []float32
+	for _, workers := range []int{1, 3} {
+		c := model.AsClassifier(m, workers)
+		got, err := model.Probabilities(c, b)
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want == nil {
+			want = got
+			continue
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%d workers give other probabilities than one (%d packets)", workers, b.Len())
+		}
+	}
 }

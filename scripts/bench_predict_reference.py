@@ -3,15 +3,18 @@
 transform (bench_preprocess_reference.py's, the seed's steps) and the same
 model in PyTorch, eval mode, batches of 1024, softmax and argmax.
 
-Usage: bench_predict_reference.py CHECKPOINT CAPTURE...
+Usage: bench_predict_reference.py [--batch N] CHECKPOINT CAPTURE...
 
 The model is the reference's module as written to the spec in
 scripts/reference_models.py (CNN or ResNet, told by the
 state_dict's keys), loaded with torch.load and
-load_state_dict(strict=True). Prints one line: reference_packets=N
-reference_kept=K reference_seconds=S reference_cpu_seconds=C
+load_state_dict(strict=True), run under torch.inference_mode(). Prints one
+line: reference_packets=N reference_kept=K reference_seconds=S
+reference_cpu_seconds=C reference_user_seconds=U reference_system_seconds=Y
+(CPU from after the imports).
 """
 import os
+import resource
 import sys
 import time
 
@@ -23,12 +26,9 @@ from bench_preprocess_reference import transform  # noqa: E402
 from reference_models import CNN, ResNet  # noqa: E402
 from scapy.utils import rdpcap  # noqa: E402
 
-BATCH = 1024
-
-
-def main(ckpt, paths):
+def main(ckpt, paths, batch_size):
     torch.set_num_threads(1)
-    start, cpu = time.perf_counter(), time.process_time()
+    start, usage = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
     # weights_only=True cannot read Lightning checkpoints in torch 1.13 (BINFLOAT);
     # the fixture is trusted.
     ck = torch.load(ckpt, map_location="cpu")
@@ -47,7 +47,7 @@ def main(ckpt, paths):
         x = torch.zeros(len(batch), 1, 1500)
         for i, b in enumerate(batch):
             x[i, 0, : len(b)] = torch.frombuffer(bytearray(b), dtype=torch.uint8).float() / 255
-        with torch.no_grad():
+        with torch.inference_mode():
             labels.extend(torch.softmax(model(x), 1).argmax(1).tolist())
         batch.clear()
 
@@ -59,13 +59,19 @@ def main(ckpt, paths):
                 continue
             kept += 1
             batch.append(feature)
-            if len(batch) == BATCH:
+            if len(batch) == batch_size:
                 flush()
         flush()
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    seconds, end = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
+    user, system = end.ru_utime - usage.ru_utime, end.ru_stime - usage.ru_stime
     assert len(labels) == kept
-    print(f"reference_packets={packets} reference_kept={kept} reference_seconds={seconds:.3f} reference_cpu_seconds={cpu:.3f}")
+    print(f"reference_packets={packets} reference_kept={kept} reference_seconds={seconds:.3f} "
+          f"reference_cpu_seconds={user + system:.3f} reference_user_seconds={user:.3f} reference_system_seconds={system:.3f}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2:])
+    args = sys.argv[1:]
+    batch_size = 1024
+    if args[:1] == ["--batch"]:
+        batch_size, args = int(args[1]), args[2:]
+    main(args[0], args[1:], batch_size)

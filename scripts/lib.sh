@@ -52,6 +52,11 @@ elapsed() { field "Elapsed (wall clock)" | awk -F: '{ s = 0; for (i = 1; i <= NF
 # rate by it: on a shared machine wall time says more about the neighbours
 # than about the code.
 cpu_seconds() { awk -v u="$(field "User time (seconds)")" -v s="$(field "System time (seconds)")" 'BEGIN { print u + s }'; }
+# cpu_split: "U s user + Y s system (Z% system)" of the last timed command.
+cpu_split() {
+	awk -v u="$(field "User time (seconds)")" -v s="$(field "System time (seconds)")" \
+		'BEGIN { printf "%.2f s user + %.2f s system (%.0f%% system)", u, s, (u + s > 0 ? 100 * s / (u + s) : 0) }'
+}
 
 # value KEY: the number after KEY= in the text on stdin (a Python side's
 # report line).

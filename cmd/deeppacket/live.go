@@ -140,7 +140,7 @@ func runLive(cmd *cobra.Command, _ []string) error {
 	}
 	defer out.Close()
 
-	m, closeModel, err := loadClassifier(modelPath, device, v.GetBool("allow_torchscript"), v.GetString("task"), v.GetInt("signal_length"))
+	m, closeModel, err := loadClassifier(modelPath, device, v.GetBool("allow_torchscript"), v.GetString("task"), v.GetInt("signal_length"), 1)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -95,7 +96,8 @@ func runPredict(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	m, closeModel, err := loadClassifier(o.model, device, v.GetBool("allow_torchscript"), v.GetString("task"), v.GetInt("signal_length"))
+	workers := classifierThreads(device, o.threads)
+	m, closeModel, err := loadClassifier(o.model, device, v.GetBool("allow_torchscript"), v.GetString("task"), v.GetInt("signal_length"), workers)
 	if err != nil {
 		return err
 	}
@@ -103,7 +105,8 @@ func runPredict(cmd *cobra.Command, args []string) error {
 	if o.topK < 1 || o.topK > m.OutputDim() {
 		return fmt.Errorf("predict: top_k %d: want 1 to %d, the model's classes", o.topK, m.OutputDim())
 	}
-	slog.Info("model", "path", o.model, "task", m.Task().Name, "layout", m.Preprocessing().Layout, "device", device, "threads", torch.NumThreads())
+	slog.Info("model", "path", o.model, "task", m.Task().Name, "layout", m.Preprocessing().Layout, "device", device,
+		"threads", workers, "libtorch_threads", torch.NumThreads())
 
 	out, err := openPredictOutput(cmd.OutOrStdout(), o.output, o.format)
 	if err != nil {
@@ -133,8 +136,8 @@ func runPredict(cmd *cobra.Command, args []string) error {
 
 // predictOptions are predict's settings checked before any work.
 type predictOptions struct {
-	model, format, output string
-	batchSize, topK       int
+	model, format, output    string
+	batchSize, topK, threads int
 }
 
 func predictOptionsOf(v *viper.Viper) (predictOptions, error) {
@@ -155,8 +158,8 @@ func predictOptionsOf(v *viper.Viper) (predictOptions, error) {
 	if err := checkOutputFile(o.output, v.GetBool("overwrite")); err != nil {
 		return o, fmt.Errorf("predict: %w", err)
 	}
-	if err := setThreads(v.GetInt("threads")); err != nil {
-		return o, fmt.Errorf("predict: %w", err)
+	if o.threads = v.GetInt("threads"); o.threads < 0 {
+		return o, fmt.Errorf("predict: threads %d: want 0 (the machine's cores) or more", o.threads)
 	}
 	return o, nil
 }
@@ -256,8 +259,26 @@ func addModelFlags(f *pflag.FlagSet, batch int) {
 	f.String("task", "", "class names of a TorchScript model: application or traffic (default: from its output size)")
 	f.Int("signal-length", 1500, "input length of a TorchScript model (checkpoints record theirs)")
 	f.Int("batch-size", batch, "packets gathered before classifying them (the model runs them 64 at a time, grouped by length)")
-	f.Int("threads", 0, "libtorch threads (0: libtorch's default, the machine's cores)")
+	f.Int("threads", 0, "threads classifying packets (0: the machine's cores)")
 	f.String("device", "auto", "cpu, cuda, cuda:N or auto")
+}
+
+// classifierThreads is how many threads predict classifies on: on the CPU,
+// threads (0: the machine's cores) each running its own groups of packets,
+// libtorch's own threads set to 1; on a GPU, one, with libtorch's threads
+// as threads says.
+func classifierThreads(device torch.Device, threads int) int {
+	if device.CUDA {
+		if threads > 0 {
+			torch.SetNumThreads(threads)
+		}
+		return 1
+	}
+	torch.SetNumThreads(1)
+	if threads == 0 {
+		return runtime.NumCPU()
+	}
+	return threads
 }
 
 // setThreads sets libtorch's threads (0: leave its default).
@@ -274,7 +295,7 @@ func setThreads(n int) error {
 // loadClassifier loads the model at path onto device: a checkpoint or
 // safetensors, which are data, or, when the user allowed it, TorchScript,
 // which is code (with task and signalLength, which it does not record).
-func loadClassifier(path string, device torch.Device, allowScript bool, task string, signalLength int) (model.Classifier, func(), error) {
+func loadClassifier(path string, device torch.Device, allowScript bool, task string, signalLength, workers int) (model.Classifier, func(), error) {
 	m, err := ckpt.Load(path)
 	if errors.Is(err, ckpt.ErrTorchScript) {
 		if !allowScript {
@@ -297,7 +318,8 @@ func loadClassifier(path string, device torch.Device, allowScript bool, task str
 		m.Close()
 		return nil, nil, err
 	}
-	return model.AsClassifier(m), m.Close, nil
+	c := model.AsClassifier(m, workers)
+	return c, func() { c.Close(); m.Close() }, nil
 }
 
 // predictor classifies the packets of captures in batches.

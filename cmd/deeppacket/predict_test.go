@@ -73,7 +73,7 @@ func TestPredictResNet(t *testing.T) {
 	for _, f := range feats {
 		b.Add(f)
 	}
-	probs, err := model.Probabilities(model.AsClassifier(m), b)
+	probs, err := model.Probabilities(model.AsClassifier(m, 1), b)
 	if err != nil {
 		t.Fatal(err)
 	}
