@@ -91,12 +91,12 @@ export DEEPPACKET_SHIM="${DEEPPACKET_SHIM:-$ROOT/build/libdptorch.so}"
 counter() { grep '"msg":"live: final counters"' "$2" | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
 
 start=$(date +%s.%N)
-"$BIN" live --quiet --log-format json --device cpu --model "$MODEL" --read-file "$ALL" --replay-speed 0 \
+timed "$BIN" live --quiet --log-format json --device cpu --model "$MODEL" --read-file "$ALL" --replay-speed 0 \
 	-o "$TMP/offline.jsonl" 2> "$TMP/offline.log"
 offline_s=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
 offline_received=$(counter received "$TMP/offline.log")
 offline_pps=$(per_s "$offline_received" "$offline_s")
-echo "offline: $offline_received packets ($(counter classified "$TMP/offline.log") classified) in ${offline_s}s, model loading included: $(printf %.0f "$offline_pps") packets/s"
+echo "offline: $offline_received packets ($(counter classified "$TMP/offline.log") classified) in ${offline_s}s, model loading included: $(printf %.0f "$offline_pps") packets/s, $(cpu_split)"
 
 # start_live LOG ARGS...: live on rx0 in the background, once it captures.
 start_live() {

@@ -59,7 +59,7 @@ big_seconds=$(elapsed)
 big_cpu=$(cpu_seconds)
 rss_kb=$(field "Maximum resident set size")
 out_size=$(stat -c %s "$TMP/bigout/skype_video.pcap.parquet")
-echo "big capture: $size bytes, $big_read packets in ${big_seconds}s wall, ${big_cpu}s CPU, peak RSS $((rss_kb / 1024)) MB, output $out_size bytes"
+echo "big capture: $size bytes, $big_read packets in ${big_seconds}s wall, ${big_cpu}s CPU ($(cpu_split)), peak RSS $((rss_kb / 1024)) MB, output $out_size bytes"
 
 awk -v rss="$rss_kb" 'BEGIN { printf "peak_rss_mb=%.0f\n", rss / 1024 }'
 echo "wall clock: $(ratio_line 0 %.0f go_packets_per_s "$(per_s "$big_read" "$big_seconds")" \

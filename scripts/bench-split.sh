@@ -38,7 +38,7 @@ run() {
 	cpu=$(cpu_seconds)
 	rate=$(awk -v n="$ROWS" -v s="$s" 'BEGIN { printf "%d", n / s }')
 	cpu_rate=$(awk -v n="$ROWS" -v s="$cpu" 'BEGIN { printf "%d", n / s }')
-	echo "$name: ${s}s wall, ${cpu}s cpu, $rate rows/s, $cpu_rate rows per cpu-second, peak RSS $rss MB, output $(du -sh "$TMP/out-$name" | cut -f1)"
+	echo "$name: ${s}s wall, ${cpu}s cpu ($(cpu_split)), $rate rows/s, $cpu_rate rows per cpu-second, peak RSS $rss MB, output $(du -sh "$TMP/out-$name" | cut -f1)"
 	peak=$rss
 }
 run compact
