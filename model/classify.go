@@ -134,7 +134,12 @@ const (
 // (AsClassifier) runs the rows in groups of similar lengths with the
 // forward that skips their zero padding (prefix.go); other classifiers run
 // the batch as it is.
-func Probabilities(c Classifier, b *Batch) ([]float32, error) {
+func Probabilities(c Classifier, b *Batch) ([]float32, error) { return classify(c, b, true) }
+
+// Logits is Probabilities before the softmax: the model's outputs.
+func Logits(c Classifier, b *Batch) ([]float32, error) { return classify(c, b, false) }
+
+func classify(c Classifier, b *Batch, softmax bool) ([]float32, error) {
 	if b.n == 0 {
 		return nil, nil
 	}
@@ -145,14 +150,18 @@ func Probabilities(c Classifier, b *Batch) ([]float32, error) {
 	err := torch.NoGrad(func() error {
 		if mc, ok := c.(*modelClassifier); ok {
 			var err error
-			out, err = mc.probabilities(b)
+			out, err = mc.outputs(b, softmax)
 			return err
 		}
 		s := torch.NewScope()
 		defer s.Close()
 		x := torch.FromSlice(s, b.data, []int64{int64(b.n), 1, int64(b.signal)}, c.Device())
+		y := c.Forward(x)
+		if softmax {
+			y = y.Softmax(1)
+		}
 		var err error
-		out, err = c.Forward(x).Softmax(1).Float32s()
+		out, err = y.Float32s()
 		return err
 	})
 	if err != nil {
@@ -161,10 +170,10 @@ func Probabilities(c Classifier, b *Batch) ([]float32, error) {
 	return out, nil
 }
 
-// probabilities runs b's rows by length, prefixGroup at a time, each group
-// cut to its longest row (rounded up to prefixStep), on m.workers threads,
-// and puts each row's probabilities in its place.
-func (m *modelClassifier) probabilities(b *Batch) ([]float32, error) {
+// outputs runs b's rows by length, prefixGroup at a time, each group cut to
+// its longest row (rounded up to prefixStep), on m.workers threads, and puts
+// each row's logits (or their softmax) in its place.
+func (m *modelClassifier) outputs(b *Batch, softmax bool) ([]float32, error) {
 	if err := m.prepare(); err != nil {
 		return nil, err
 	}
@@ -183,7 +192,7 @@ func (m *modelClassifier) probabilities(b *Batch) ([]float32, error) {
 		for _, r := range group {
 			*chunk = append(*chunk, b.data[r*b.signal:r*b.signal+n]...)
 		}
-		probs, err := m.groupProbabilities(*chunk, len(group), n)
+		probs, err := m.groupOutputs(*chunk, len(group), n, softmax)
 		if err != nil {
 			return err
 		}
@@ -246,9 +255,9 @@ func (m *modelClassifier) prepare() error {
 	return m.prefixErr
 }
 
-// groupProbabilities is the softmax of the logits of rows rows of n values
+// groupOutputs is the logits (or their softmax) of rows rows of n values
 // each (the rest of each row being zero padding).
-func (m *modelClassifier) groupProbabilities(data []float32, rows, n int) ([]float32, error) {
+func (m *modelClassifier) groupOutputs(data []float32, rows, n int, softmax bool) ([]float32, error) {
 	s := torch.NewScope()
 	defer s.Close()
 	x := torch.FromSlice(s, data, []int64{int64(rows), 1, int64(n)}, m.Device())
@@ -256,7 +265,10 @@ func (m *modelClassifier) groupProbabilities(data []float32, rows, n int) ([]flo
 	if err != nil {
 		return nil, err
 	}
-	return y.Softmax(1).Float32s()
+	if softmax {
+		y = y.Softmax(1)
+	}
+	return y.Float32s()
 }
 
 // FlowVote is the one flow rule of predict and evaluate: a flow's class is

@@ -3,16 +3,21 @@ package model_test
 import (
 	"context"
 	"math"
+	"math/rand/v2"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/deeppacket/deeppacket/ckpt"
+	"github.com/deeppacket/deeppacket/data/dataset"
 	"github.com/deeppacket/deeppacket/data/features"
 	"github.com/deeppacket/deeppacket/internal/testenv"
 	"github.com/deeppacket/deeppacket/labels"
 	"github.com/deeppacket/deeppacket/model"
 	"github.com/deeppacket/deeppacket/torch"
+	"github.com/deeppacket/deeppacket/train"
 )
 
 // TestPrefixForwardIsExact: on every packet of the ISCX captures,
@@ -179,4 +184,125 @@ func TestClassifierWorkers(t *testing.T) {
 			t.Errorf("%d workers give other probabilities than one (%d packets)", workers, b.Len())
 		}
 	}
+}
+
+// TestClassifyLikePyTorch: on every kept packet of the ISCX captures,
+// predict's classifier (the padding-skipping forward, by length groups)
+// gives PyTorch's class, and logits within 1e-4 of PyTorch's, for the
+// published ResNet, the CNN fixture and a CNN that deeppacket trained
+// (train.Train, saved as Lightning saves). PyTorch runs the reference's
+// modules (scripts/reference_models.py) over the whole signal, with the
+// version and the thread count of the Go side.
+func TestClassifyLikePyTorch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs PyTorch over 10,907 packets")
+	}
+	python := testenv.Python(t)
+	captures, err := filepath.Glob(filepath.Join(testenv.Shared(t, "pcaps/iscx"), "*.pcap"))
+	if err != nil || len(captures) == 0 {
+		t.Fatalf("no ISCX captures (%v)", err)
+	}
+	b := model.NewBatch(1500)
+	var data []float32 // the same rows, for PyTorch
+	tr := features.New(features.Options{Layout: features.LayoutReference})
+	for _, c := range captures {
+		if _, err := features.Each(context.Background(), c, tr, nil, func(p *features.Packet) error {
+			if p.Verdict == features.Kept {
+				b.Add(p.Feature)
+				row := make([]float32, 1500)
+				for i, v := range p.Feature[:min(len(p.Feature), 1500)] {
+					row[i] = float32(v) / 255
+				}
+				data = append(data, row...)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.pt")
+	x := torch.FromSlice(nil, data, []int64{int64(b.Len()), 1, 1500}, torch.CPU)
+	err = torch.SaveTensors(in, map[string]*torch.Tensor{"x": x})
+	x.Free()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ name, checkpoint string }{
+		{"published traffic ResNet", testenv.Shared(t, "fixtures/reference_traffic_resnet.ckpt")},
+		{"CNN fixture", testenv.Shared(t, "fixtures/cnn_small.ckpt")},
+		{"CNN trained by deeppacket", trainedCNN(t, dir)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(dir, "out.pt")
+			cmd := exec.Command(python, "testdata/classify_parity.py", tc.checkpoint, in, out, strconv.Itoa(torch.NumThreads()))
+			if o, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("classify_parity.py: %v\n%s", err, o)
+			}
+			res, err := ckpt.ReadTensors(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := res["logits"].Float32s()
+			res["logits"].Free()
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := ckpt.Load(tc.checkpoint)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			c := model.AsClassifier(m, 2)
+			defer c.Close()
+			got, err := model.Logits(c, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			k := m.OutputDim()
+			worst, flips := 0.0, 0
+			for i := range b.Len() {
+				g, w := got[i*k:(i+1)*k], want[i*k:(i+1)*k]
+				if model.TopClasses(nil, g, 1)[0] != model.TopClasses(nil, w, 1)[0] {
+					flips++
+				}
+				for j := range g {
+					worst = max(worst, math.Abs(float64(g[j]-w[j])))
+				}
+			}
+			t.Logf("%d packets: %d change class, largest logit difference %.2g", b.Len(), flips, worst)
+			if flips > 0 || worst > 1e-4 {
+				t.Errorf("%d of %d packets change class, largest logit difference %g (want 0 and ≤ 1e-4)", flips, b.Len(), worst)
+			}
+		})
+	}
+}
+
+// trainedCNN trains a small CNN for one epoch with deeppacket's trainer on
+// a synthetic set and returns its last checkpoint.
+func trainedCNN(t *testing.T, dir string) string {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(3, 4))
+	var samples []dataset.Sample
+	for i := range 256 {
+		feature := make([]byte, 40+rng.IntN(600))
+		for j := range feature {
+			feature[j] = byte(rng.IntN(256))
+		}
+		samples = append(samples, dataset.Sample{Feature: feature, Label: int64(i % 17), Source: "synthetic", Index: int64(i), Flow: int64(i)})
+	}
+	set := filepath.Join(dir, "train.parquet")
+	if err := dataset.WriteSet(set, dataset.Compact, 1500, dataset.SetWriterOptions{}, samples); err != nil {
+		t.Fatal(err)
+	}
+	cfg := train.DefaultConfig()
+	cfg.Data.Train, cfg.Task, cfg.Epochs, cfg.BatchSize = set, "application", 1, 16
+	cfg.Model.C1OutputDim, cfg.Model.C2OutputDim = 16, 16
+	cfg.Checkpoint.TorchScript = false
+	res, err := train.Train(context.Background(), cfg, train.Options{RunDir: filepath.Join(dir, "run")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Last
 }
