@@ -103,16 +103,8 @@ func TestPrefixForwardIsExact(t *testing.T) {
 						t.Fatal(err)
 					}
 					want := fullProbabilities(t, m, order.packets[start:min(start+64, len(order.packets))])
-					k := m.OutputDim()
-					for i := range b.Len() {
-						g, w := got[i*k:(i+1)*k], want[i*k:(i+1)*k]
-						if model.TopClasses(nil, g, 1)[0] != model.TopClasses(nil, w, 1)[0] {
-							flips++
-						}
-						for j := range g {
-							worst = max(worst, math.Abs(float64(g[j]-w[j])))
-						}
-					}
+					f, w := compareRows(got, want, m.OutputDim())
+					flips, worst = flips+f, max(worst, w)
 				}
 				t.Logf("%s: %d packets, largest probability difference %.2g", order.name, len(order.packets), worst)
 				if flips > 0 || worst > 1e-5 {
@@ -260,17 +252,7 @@ func TestClassifyLikePyTorch(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			k := m.OutputDim()
-			worst, flips := 0.0, 0
-			for i := range b.Len() {
-				g, w := got[i*k:(i+1)*k], want[i*k:(i+1)*k]
-				if model.TopClasses(nil, g, 1)[0] != model.TopClasses(nil, w, 1)[0] {
-					flips++
-				}
-				for j := range g {
-					worst = max(worst, math.Abs(float64(g[j]-w[j])))
-				}
-			}
+			flips, worst := compareRows(got, want, m.OutputDim())
 			t.Logf("%d packets: %d change class, largest logit difference %.2g", b.Len(), flips, worst)
 			if flips > 0 || worst > 1e-4 {
 				t.Errorf("%d of %d packets change class, largest logit difference %g (want 0 and ≤ 1e-4)", flips, b.Len(), worst)
@@ -305,4 +287,19 @@ func trainedCNN(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return res.Last
+}
+
+// compareRows compares two row-major [rows, k] outputs: how many rows have
+// another top class, and the largest difference of any value.
+func compareRows(got, want []float32, k int) (flips int, worst float64) {
+	for i := 0; i+k <= len(got); i += k {
+		g, w := got[i:i+k], want[i:i+k]
+		if model.TopClasses(nil, g, 1)[0] != model.TopClasses(nil, w, 1)[0] {
+			flips++
+		}
+		for j := range g {
+			worst = max(worst, math.Abs(float64(g[j]-w[j])))
+		}
+	}
+	return flips, worst
 }

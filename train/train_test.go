@@ -161,28 +161,12 @@ func TestResume(t *testing.T) {
 		t.Skip("the killed child runs in TestKilledChild")
 	}
 	dir := t.TempDir()
-	cfg := smallConfig(writeSet(t, dir, "train", 480, 5, 2), 3)
-	cfg.Model.OutputDim = 5
-	cfg.Model.C1OutputDim, cfg.Model.C2OutputDim = 8, 8
-	cfg.ValidationFrac = 0.2
-	cfg.Checkpoint.Monitor = "val_loss"
-	whole := filepath.Join(dir, "whole")
-	if _, err := Train(context.Background(), cfg, Options{RunDir: whole}); err != nil {
-		t.Fatal(err)
-	}
+	cfg, whole := resumeSetup(t, dir, func(*Config) {})
 	last := func(run string) string { return filepath.Join(run, CheckpointDir, LastCheckpoint) }
 
 	t.Run("stopped", func(t *testing.T) {
 		run := filepath.Join(dir, "stopped")
-		ctx, cancel := context.WithCancel(context.Background())
-		_, err := Train(ctx, cfg, Options{RunDir: run, OnEpochEnd: func(m EpochMetrics) {
-			if m.Epoch == 0 {
-				cancel()
-			}
-		}})
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("stopped run: %v, want context.Canceled", err)
-		}
+		stopAfterFirstEpoch(t, cfg, run)
 		resumeAndCompare(t, cfg, run, whole, 0)
 	})
 
@@ -233,17 +217,35 @@ func TestResume(t *testing.T) {
 // metrics of the uninterrupted run, as an Adam run does (TestResume).
 func TestResumeSGD(t *testing.T) {
 	dir := t.TempDir()
+	cfg, whole := resumeSetup(t, dir, func(c *Config) {
+		c.Optimizer.Name, c.Optimizer.LR, c.Optimizer.Momentum = "sgd", 0.01, 0.9
+	})
+	run := filepath.Join(dir, "stopped")
+	stopAfterFirstEpoch(t, cfg, run)
+	resumeAndCompare(t, cfg, run, whole, 0)
+}
+
+// resumeSetup is the small three-epoch run the resume tests interrupt (with
+// edit applied to its config) and the folder of its uninterrupted run.
+func resumeSetup(t *testing.T, dir string, edit func(*Config)) (Config, string) {
+	t.Helper()
 	cfg := smallConfig(writeSet(t, dir, "train", 480, 5, 2), 3)
 	cfg.Model.OutputDim = 5
 	cfg.Model.C1OutputDim, cfg.Model.C2OutputDim = 8, 8
 	cfg.ValidationFrac = 0.2
 	cfg.Checkpoint.Monitor = "val_loss"
-	cfg.Optimizer.Name, cfg.Optimizer.LR, cfg.Optimizer.Momentum = "sgd", 0.01, 0.9
+	edit(&cfg)
 	whole := filepath.Join(dir, "whole")
 	if _, err := Train(context.Background(), cfg, Options{RunDir: whole}); err != nil {
 		t.Fatal(err)
 	}
-	run := filepath.Join(dir, "stopped")
+	return cfg, whole
+}
+
+// stopAfterFirstEpoch runs cfg in run and stops it after its first epoch,
+// as Ctrl-C does.
+func stopAfterFirstEpoch(t *testing.T, cfg Config, run string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	_, err := Train(ctx, cfg, Options{RunDir: run, OnEpochEnd: func(m EpochMetrics) {
 		if m.Epoch == 0 {
@@ -253,7 +255,6 @@ func TestResumeSGD(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("stopped run: %v, want context.Canceled", err)
 	}
-	resumeAndCompare(t, cfg, run, whole, 0)
 }
 
 // The killed child's configuration (JSON) and run folder.
