@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -58,7 +60,55 @@ and its traffic id, either empty for none (the README lists the ids).`,
 	f.Bool("force", false, "redo captures whose output is up to date")
 	f.Bool("mask-ports", false, "zero TCP/UDP ports (paper layout)")
 	f.Int("signal-length", features.DefaultSignalLength, "bytes kept per packet")
+	f.String("shard", "", "I/N: do only this worker's share (worker I of N, from 0) of the captures, balanced by size, into the same output folder as the other workers (a Slurm array, a PyTorchJob): split then reads it as if one process had written it")
 	return cmd
+}
+
+// shardOf parses --shard "I/N"; "" is the whole (0/1).
+func shardOf(s string) (i, n int, err error) {
+	if s == "" {
+		return 0, 1, nil
+	}
+	if _, err := fmt.Sscanf(s, "%d/%d", &i, &n); err != nil || n < 1 || i < 0 || i >= n || fmt.Sprintf("%d/%d", i, n) != s {
+		return 0, 0, fmt.Errorf("--shard %q: want I/N with 0 ≤ I < N, such as 0/4", s)
+	}
+	return i, n, nil
+}
+
+// shard keeps worker i's share of n of the captures: each capture, largest
+// first, goes to the worker with the fewest bytes so far (ties to the lower
+// number), so that every worker, given the same captures, makes the same
+// shares, and shares of about equal size.
+func shard(todo []preprocessJob, i, n int) []preprocessJob {
+	if n == 1 {
+		return todo
+	}
+	order := make([]int, len(todo))
+	for k := range order {
+		order[k] = k
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		return cmp.Or(cmp.Compare(todo[b].size, todo[a].size), strings.Compare(todo[a].path, todo[b].path))
+	})
+	load := make([]int64, n)
+	mine := make([]bool, len(todo))
+	for _, k := range order {
+		w := 0
+		for j := range load {
+			if load[j] < load[w] {
+				w = j
+			}
+		}
+		load[w] += todo[k].size
+		mine[k] = w == i
+	}
+	var out []preprocessJob
+	for k, j := range todo {
+		if mine[k] {
+			out = append(out, j)
+		}
+	}
+	return out
 }
 
 // preprocessJob is one capture to do.
@@ -108,9 +158,17 @@ func runPreprocess(cmd *cobra.Command, args []string) error {
 	if jobs <= 0 {
 		jobs = runtime.NumCPU()
 	}
+	shardI, shardN, err := shardOf(v.GetString("shard"))
+	if err != nil {
+		return err
+	}
 	todo, err := findCaptures(args, out)
 	if err != nil {
 		return err
+	}
+	todo = shard(todo, shardI, shardN)
+	if shardN > 1 {
+		slog.Info("preprocess shard", "shard", v.GetString("shard"), "captures", len(todo))
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 	defer stop()

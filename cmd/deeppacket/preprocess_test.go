@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -152,5 +154,69 @@ func TestPreprocessFollowsLinksAndRefusesCollisions(t *testing.T) {
 	}
 	if _, err := os.Stat(out2); err == nil {
 		t.Error("the colliding run wrote outputs")
+	}
+}
+
+// TestPreprocessShards: three workers (--shard 0/3, 1/3, 2/3) preprocess the
+// ISCX captures into one folder; it holds the same files, byte for byte, as
+// one process makes (so split reads the same sets from it). Each capture is
+// done by exactly one worker, and a bad --shard is refused.
+func TestPreprocessShards(t *testing.T) {
+	iscx := testenv.Shared(t, "pcaps/iscx")
+	dir := t.TempDir()
+	one, sharded := filepath.Join(dir, "one"), filepath.Join(dir, "sharded")
+	labelsFile := filepath.Join(iscx, "labels.tsv")
+	if out, err := runCLI(t, "preprocess", "--labels", labelsFile, "-o", one, iscx); err != nil {
+		t.Fatalf("preprocess: %v\n%s", err, out)
+	}
+	done := map[string]int{}
+	for i := range 3 {
+		out, err := runCLI(t, "preprocess", "--labels", labelsFile, "--shard", fmt.Sprintf("%d/3", i), "-o", sharded, iscx)
+		if err != nil {
+			t.Fatalf("preprocess --shard %d/3: %v\n%s", i, err, out)
+		}
+		for _, line := range strings.Split(out, "\n") {
+			if f := strings.Fields(line); len(f) > 1 && strings.HasSuffix(f[0], ".pcap") && f[len(f)-1] == "done" {
+				done[f[0]]++
+			}
+		}
+	}
+	want, err := filepath.Glob(filepath.Join(iscx, "*.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(done) != len(want) {
+		t.Errorf("the workers did %d captures between them, want each of the %d once", len(done), len(want))
+	}
+	for c, n := range done {
+		if n != 1 {
+			t.Errorf("%s done by %d workers", c, n)
+		}
+	}
+	names := func(d string) []string {
+		entries, err := os.ReadDir(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, e := range entries {
+			out = append(out, e.Name())
+		}
+		return out
+	}
+	if a, b := names(one), names(sharded); !slices.Equal(a, b) {
+		t.Fatalf("one process wrote %v, the shards %v", a, b)
+	}
+	for _, name := range names(one) {
+		a, errA := os.ReadFile(filepath.Join(one, name))
+		b, errB := os.ReadFile(filepath.Join(sharded, name))
+		if errA != nil || errB != nil || !bytes.Equal(a, b) {
+			t.Errorf("%s differs between one process and the shards (%v, %v)", name, errA, errB)
+		}
+	}
+	for _, bad := range []string{"3/3", "-1/2", "1", "a/b", "0/0"} {
+		if _, err := runCLI(t, "preprocess", "--shard", bad, "-o", filepath.Join(dir, "bad"), iscx); err == nil || !strings.Contains(err.Error(), "--shard") {
+			t.Errorf("--shard %s: %v, want an error naming --shard", bad, err)
+		}
 	}
 }
