@@ -42,7 +42,9 @@ CXXSTD        := c++20
 endif
 
 CXXFLAGS ?= -O3
-SHIM_FLAGS := -std=$(CXXSTD) -ffp-contract=off -fPIC -shared -Wall -Wno-unused-parameter $(TORCH_CFLAGS)
+# c10d's Gloo process group (dist.cpp): PyTorch's libtorch_cpu has it built in;
+# its headers need USE_C10D_GLOO and Gloo's (Debian's libgloo-dev).
+SHIM_FLAGS := -std=$(CXXSTD) -ffp-contract=off -fPIC -Wall -Wno-unused-parameter -DUSE_C10D_GLOO $(TORCH_CFLAGS)
 
 .PHONY: FORCE all build shim test test-torch113 test-cpu-variants test-short vet fmt bench bench-train bench-train-epoch bench-preprocess bench-split bench-predict bench-live demo clean
 
@@ -56,9 +58,17 @@ $(SHIM).libtorch: FORCE
 	@mkdir -p $(dir $@)
 	@echo '$(LIBTORCH)' | cmp -s - $@ || echo '$(LIBTORCH)' > $@
 
-$(SHIM): torch/shim/dptorch.cpp torch/shim/dptorch.h $(SHIM).libtorch
-	@echo "shim: building $@ against libtorch $(LIBTORCH)"
-	$(CXX) $(CXXFLAGS) $(SHIM_FLAGS) $< -o $@ $(TORCH_LDFLAGS) $(TORCH_LIBS)
+# One object per C++ file beside the library (build/ or build/debian/), so
+# that a change recompiles only its file (each takes 30-60 s).
+SHIM_SRCS := $(wildcard torch/shim/*.cpp)
+SHIM_OBJS  = $(patsubst torch/shim/%.cpp,$(dir $(SHIM))%.o,$(SHIM_SRCS))
+
+$(dir $(SHIM))%.o: torch/shim/%.cpp torch/shim/dptorch.h torch/shim/shim.hpp $(SHIM).libtorch
+	@echo "shim: compiling $< against libtorch $(LIBTORCH)"
+	$(CXX) $(CXXFLAGS) $(SHIM_FLAGS) -c $< -o $@
+
+$(SHIM): $(SHIM_OBJS)
+	$(CXX) -shared $^ -o $@ $(TORCH_LDFLAGS) $(TORCH_LIBS)
 
 FORCE:
 

@@ -13,6 +13,8 @@
 #   libpcap-dev            libpcap, which `deeppacket live` captures with (cgo: headers to build, library to run)
 #   tcpreplay              replays captures onto a veth for live's tests and `make bench-live`
 #   iproute2               `ip netns` and veth pairs for the same
+#   libgloo-dev            Gloo's headers, which libtorch's c10d headers include (PyTorch's wheel
+#                          has Gloo inside libtorch_cpu but ships no gloo/ headers)
 # PyPI, into .venv at the repository root (requirements.txt, pinned): PyTorch 2.x,
 # whose torch package ships the include/ and lib/ the shim is built against by
 # default, pytorch-lightning 2.x, the newest scapy, safetensors, onnxruntime and
@@ -21,7 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(build-essential python3-venv libtorch-dev libopenblas0-pthread python3-torch python3-scapy python3-pandas libpcap-dev tcpreplay iproute2)
+packages=(build-essential python3-venv libtorch-dev libopenblas0-pthread python3-torch python3-scapy python3-pandas libpcap-dev tcpreplay iproute2 libgloo-dev)
 venv=.venv
 stamp=$venv/.requirements.txt
 

@@ -11,9 +11,10 @@
 // TORCH_VERSION_MAJOR picks the formula of the version built against.
 // Rebuilding this one file against a CUDA libtorch (make LIBTORCH=... or
 // PyPI's CUDA torch, the default) needs no change in the Go code.
-#include "dptorch.h"
+#include "shim.hpp"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <caffe2/serialize/inline_container.h>
 #include <torch/csrc/jit/serialization/export.h>
@@ -37,28 +38,12 @@
 
 #include <unistd.h>
 
-struct dpt_tensor_s { at::Tensor t; };
 struct dpt_ivalue_s { c10::IValue v; };
 struct dpt_module_s { torch::jit::Module m; };
 
 namespace {
 
-char *dup_error(const char *msg) { return strdup(msg); }
-
-// guarded runs body and turns any exception into an error message.
-template <typename F>
-dpt_error guarded(F &&body) {
-  try {
-    body();
-    return nullptr;
-  } catch (const c10::Error &e) {
-    return dup_error(e.what_without_backtrace());
-  } catch (const std::exception &e) {
-    return dup_error(e.what());
-  } catch (...) {
-    return dup_error("unknown C++ exception");
-  }
-}
+using dpt::guarded;
 
 dpt_tensor wrap(at::Tensor t) { return new dpt_tensor_s{std::move(t)}; }
 
@@ -169,6 +154,10 @@ int dpt_cuda_runtime_version(void) {
     return 0;
   }
 }
+dpt_error dpt_randperm(int64_t n, uint64_t seed, dpt_tensor *out) {
+  return guarded([&] { *out = wrap(at::randperm(n, at::detail::createCPUGenerator(seed), at::kLong)); });
+}
+
 dpt_error dpt_manual_seed(uint64_t seed) {
   load_cuda();  // so that CUDA's generators are seeded too, when there are GPUs
   return guarded([&] { torch::manual_seed(seed); });

@@ -20,6 +20,7 @@ typedef char *dpt_error;
 typedef struct dpt_tensor_s *dpt_tensor;   /* an at::Tensor handle */
 typedef struct dpt_ivalue_s *dpt_ivalue;   /* a c10::IValue (pickle data) */
 typedef struct dpt_module_s *dpt_module;   /* a torch::jit::Module */
+typedef struct dpt_pg_s *dpt_pg;           /* a c10d Gloo process group and its store */
 
 /* dtypes, in the order of dpt_dtype() */
 enum { DPT_FLOAT32 = 0, DPT_FLOAT64 = 1, DPT_INT64 = 2, DPT_UINT8 = 3, DPT_BOOL = 4, DPT_INT32 = 5 };
@@ -124,6 +125,17 @@ dpt_error dpt_module_load(const char *path, const char *device, dpt_module *out)
 dpt_error dpt_module_eval(dpt_module m);
 dpt_error dpt_module_forward(dpt_module m, const dpt_tensor *inputs, int n, dpt_tensor *out);
 void dpt_module_free(dpt_module m);
+
+/* c10d (dist.cpp): the store and the Gloo process group of
+ * torch.distributed's init_process_group("gloo", "env://"), with its key
+ * prefixes. host_store: this rank runs the TCPStore server (rank 0, unless
+ * torchrun's agent already runs one). Collectives work in place. */
+dpt_error dpt_pg_new(const char *host, int port, int rank, int world, int host_store, int64_t timeout_ms, dpt_pg *out);
+void dpt_pg_free(dpt_pg pg);
+dpt_error dpt_pg_allreduce_sum(dpt_pg pg, const dpt_tensor *ts, int n);
+dpt_error dpt_pg_broadcast(dpt_pg pg, const dpt_tensor *ts, int n, int root);
+dpt_error dpt_pg_barrier(dpt_pg pg);
+dpt_error dpt_randperm(int64_t n, uint64_t seed, dpt_tensor *out); /* torch.randperm(n, generator seeded with seed) */
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,350 @@
+package dist_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/deeppacket/deeppacket/ckpt"
+	"github.com/deeppacket/deeppacket/dist"
+	"github.com/deeppacket/deeppacket/internal/testenv"
+	"github.com/deeppacket/deeppacket/torch"
+)
+
+// freePort is a TCP port nothing listens on now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestGoAndPythonShareAGroup: a Go rank (this test, hosting the store) and
+// a Python rank (torch.distributed, init_process_group("gloo", "env://"),
+// the same PyTorch as the build) form one process group; each computes the
+// reference CNN's gradients on its own batch, both average them over the
+// group in DistributedDataParallel's buckets (dist.AverageGradients here,
+// the same layout with dist.all_reduce there) and take an SGD step: both
+// end with the same parameters, bit for bit.
+func TestGoAndPythonShareAGroup(t *testing.T) {
+	python := testenv.Python(t)
+	fixture := testenv.Shared(t, "fixtures/cnn_small.ckpt")
+	const lr = 0.1
+	dir := t.TempDir()
+	batch := func(seed uint64) (x []float32, y []int64) {
+		rng := rand.New(rand.NewPCG(seed, 9))
+		x = make([]float32, 8*1500)
+		for i := range x {
+			x[i] = float32(rng.IntN(256)) / 255
+		}
+		y = make([]int64, 8)
+		for i := range y {
+			y[i] = int64(rng.IntN(17))
+		}
+		return x, y
+	}
+	x1, y1 := batch(2)
+	pyIn, pyOut := filepath.Join(dir, "in.pt"), filepath.Join(dir, "out.pt")
+	xt, yt := torch.FromSlice(nil, x1, []int64{8, 1, 1500}, torch.CPU), torch.FromSlice(nil, y1, []int64{8}, torch.CPU)
+	err := torch.SaveTensors(pyIn, map[string]*torch.Tensor{"x": xt, "y": yt})
+	xt.Free()
+	yt.Free()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	port := freePort(t)
+	peer := exec.Command(python, "testdata/peer.py", fixture, pyIn, pyOut, strconv.FormatFloat(lr, 'g', -1, 64))
+	peer.Env = append(os.Environ(), "MASTER_ADDR=127.0.0.1", "MASTER_PORT="+strconv.Itoa(port), "RANK=1", "WORLD_SIZE=2")
+	var peerOut strings.Builder
+	peer.Stdout, peer.Stderr = &peerOut, &peerOut
+	if err := peer.Start(); err != nil {
+		t.Fatal(err)
+	}
+	peerDone := make(chan error, 1)
+	go func() { peerDone <- peer.Wait() }()
+
+	g, err := torch.NewProcessGroup(torch.GroupOptions{Addr: "127.0.0.1", Port: port, Rank: 0, WorldSize: 2, HostStore: true, Timeout: 60 * time.Second})
+	if err != nil {
+		peer.Process.Kill()
+		t.Fatalf("%v\npython: %s", err, peerOut.String())
+	}
+	defer g.Close()
+	m, err := ckpt.Load(fixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	s := torch.NewScope()
+	defer s.Close()
+	x0, y0 := batch(1)
+	loss := m.Forward(torch.FromSlice(s, x0, []int64{8, 1, 1500}, torch.CPU)).CrossEntropy(torch.FromSlice(s, y0, []int64{8}, torch.CPU))
+	if err := loss.Backward(); err != nil {
+		t.Fatal(err)
+	}
+	params := m.Store().Parameters()
+	if err := dist.AverageGradients(g, params); err != nil {
+		t.Fatal(err)
+	}
+	err = torch.NoGrad(func() error {
+		for _, p := range params {
+			if err := p.Add_(s.Own(p.Grad()), -lr).Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-peerDone; err != nil {
+		t.Fatalf("python rank: %v\n%s", err, peerOut.String())
+	}
+	theirs, err := ckpt.ReadTensors(pyOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range m.Store().Vars() {
+		if v.Buffer {
+			continue
+		}
+		want, ok := theirs[v.Name]
+		if !ok {
+			t.Errorf("the Python rank has no %s", v.Name)
+			continue
+		}
+		if eq, err := v.Tensor.Equal(want); err != nil || !eq {
+			t.Errorf("%s differs between the Go and the Python rank after the averaged step (%v)", v.Name, err)
+		}
+		want.Free()
+	}
+}
+
+// childEnv makes the test binary a child rank: "leave" joins the group the
+// environment names and exits without any collective (TestLostRank);
+// "allreduce:FILE" all-reduces a tensor of rank-specific values and writes
+// the result to FILE (TestAcrossNetworkNamespaces).
+const childEnv = "DEEPPACKET_DIST_CHILD"
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(childEnv); mode != "" {
+		if err := child(mode); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func child(mode string) error {
+	e, err := dist.FromEnv()
+	if err != nil {
+		return err
+	}
+	g, err := e.Join(20 * time.Second)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	out, ok := strings.CutPrefix(mode, "allreduce:")
+	if !ok {
+		return nil
+	}
+	s := torch.NewScope()
+	defer s.Close()
+	vals := make([]float32, 1<<16)
+	rng := rand.New(rand.NewPCG(uint64(e.Rank), 1))
+	for i := range vals {
+		vals[i] = float32(rng.NormFloat64())
+	}
+	x := torch.FromSlice(s, vals, []int64{int64(len(vals))}, torch.CPU)
+	if err := g.AllReduceSum([]*torch.Tensor{x}); err != nil {
+		return err
+	}
+	return torch.SaveTensors(out, map[string]*torch.Tensor{"sum": x})
+}
+
+// TestLostRank: when a rank leaves (it exits after joining), the others'
+// next collective fails within the configured timeout, with an error, and
+// does not hang.
+func TestLostRank(t *testing.T) {
+	port := freePort(t)
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), childEnv+"=leave", "MASTER_ADDR=127.0.0.1", "MASTER_PORT="+strconv.Itoa(port), "RANK=1", "WORLD_SIZE=2")
+	var out strings.Builder
+	child.Stdout, child.Stderr = &out, &out
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	const timeout = 5 * time.Second
+	g, err := torch.NewProcessGroup(torch.GroupOptions{Addr: "127.0.0.1", Port: port, Rank: 0, WorldSize: 2, HostStore: true, Timeout: timeout})
+	if err != nil {
+		child.Process.Kill()
+		t.Fatalf("%v\nchild: %s", err, out.String())
+	}
+	defer g.Close()
+	if err := child.Wait(); err != nil {
+		t.Fatalf("child rank: %v\n%s", err, out.String())
+	}
+	s := torch.NewScope()
+	defer s.Close()
+	start := time.Now()
+	err = g.AllReduceSum([]*torch.Tensor{torch.Zeros(s, []int64{1 << 16}, torch.Float32, torch.CPU)})
+	took := time.Since(start)
+	t.Logf("after %v: %v", took.Round(time.Millisecond), err)
+	if err == nil {
+		t.Fatal("an all-reduce with a rank gone succeeded")
+	}
+	if !strings.Contains(err.Error(), "rank 0 of 2") {
+		t.Errorf("error %q does not say which rank saw it", err)
+	}
+	if took > 2*timeout {
+		t.Errorf("the all-reduce failed after %v, more than twice the %v timeout", took, timeout)
+	}
+}
+
+// TestBadRendezvous: a store port already in use, a store nobody runs and
+// a MASTER_ADDR that does not resolve are errors at start, each within the
+// timeout, saying where.
+func TestBadRendezvous(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	const timeout = 3 * time.Second
+	tests := []struct {
+		name string
+		join func() error
+		want string
+	}{
+		{"port in use", func() error {
+			g, err := torch.NewProcessGroup(torch.GroupOptions{Addr: "127.0.0.1", Port: busy.Addr().(*net.TCPAddr).Port, Rank: 0, WorldSize: 2, HostStore: true, Timeout: timeout})
+			if g != nil {
+				g.Close()
+			}
+			return err
+		}, fmt.Sprintf("127.0.0.1:%d", busy.Addr().(*net.TCPAddr).Port)},
+		{"no store", func() error {
+			g, err := torch.NewProcessGroup(torch.GroupOptions{Addr: "127.0.0.1", Port: freePort(t), Rank: 1, WorldSize: 2, Timeout: timeout})
+			if g != nil {
+				g.Close()
+			}
+			return err
+		}, "rank 1 of 2"},
+		{"unknown MASTER_ADDR", func() error {
+			e := &dist.Env{Rank: 1, WorldSize: 2, MasterAddr: "no-such-host.invalid", MasterPort: 29500}
+			g, err := e.Join(timeout)
+			if g != nil {
+				g.Close()
+			}
+			return err
+		}, "no-such-host.invalid"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			err := tc.join()
+			took := time.Since(start)
+			t.Logf("after %v: %v", took.Round(time.Millisecond), err)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want an error naming %q", err, tc.want)
+			}
+			if took > 3*timeout {
+				t.Errorf("took %v, more than three times the %v timeout", took, timeout)
+			}
+		})
+	}
+}
+
+// TestAcrossNetworkNamespaces: two ranks in two network namespaces joined by
+// a veth pair, MASTER_ADDR the first one's address (each rank's Gloo on its
+// side of the pair, GLOO_SOCKET_IFNAME), all-reduce to the same bits as two
+// ranks on loopback. Skipped, saying why, where namespaces cannot be made.
+func TestAcrossNetworkNamespaces(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root")
+	}
+	tag := strconv.Itoa(os.Getpid() % 100000)
+	nsA, nsB, vethA, vethB := "dpA"+tag, "dpB"+tag, "dpa"+tag, "dpb"+tag
+	ip := func(args ...string) error {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+	if err := ip("netns", "add", nsA); err != nil {
+		t.Skipf("cannot make a network namespace here: %v", err)
+	}
+	defer ip("netns", "del", nsA)
+	if err := ip("netns", "add", nsB); err != nil {
+		t.Fatal(err)
+	}
+	defer ip("netns", "del", nsB)
+	for _, args := range [][]string{
+		{"link", "add", vethA, "type", "veth", "peer", "name", vethB},
+		{"link", "set", vethA, "netns", nsA},
+		{"link", "set", vethB, "netns", nsB},
+		{"-n", nsA, "addr", "add", "10.77.0.1/24", "dev", vethA},
+		{"-n", nsB, "addr", "add", "10.77.0.2/24", "dev", vethB},
+		{"-n", nsA, "link", "set", vethA, "up"},
+		{"-n", nsB, "link", "set", vethB, "up"},
+		{"-n", nsA, "link", "set", "lo", "up"},
+		{"-n", nsB, "link", "set", "lo", "up"},
+	} {
+		if err := ip(args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	run := func(name string, ranks [2][]string, addr string, ifnames [2]string) [2][]float32 {
+		port := strconv.Itoa(freePort(t))
+		var cmds [2]*exec.Cmd
+		var outs [2]strings.Builder
+		for r := range 2 {
+			file := filepath.Join(dir, fmt.Sprintf("%s-%d.pt", name, r))
+			args := append(append([]string{}, ranks[r]...), os.Args[0], "-test.run=^$")
+			cmds[r] = exec.Command(args[0], args[1:]...)
+			cmds[r].Env = append(os.Environ(), childEnv+"=allreduce:"+file, "MASTER_ADDR="+addr, "MASTER_PORT="+port,
+				"RANK="+strconv.Itoa(r), "WORLD_SIZE=2", "GLOO_SOCKET_IFNAME="+ifnames[r])
+			cmds[r].Stdout, cmds[r].Stderr = &outs[r], &outs[r]
+			if err := cmds[r].Start(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var sums [2][]float32
+		for r := range 2 {
+			if err := cmds[r].Wait(); err != nil {
+				t.Fatalf("%s rank %d: %v\n%s", name, r, err, outs[r].String())
+			}
+			res, err := ckpt.ReadTensors(filepath.Join(dir, fmt.Sprintf("%s-%d.pt", name, r)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sums[r], err = res["sum"].Float32s(); err != nil {
+				t.Fatal(err)
+			}
+			res["sum"].Free()
+		}
+		return sums
+	}
+	loop := run("loopback", [2][]string{nil, nil}, "127.0.0.1", [2]string{"lo", "lo"})
+	apart := run("namespaces", [2][]string{{"ip", "netns", "exec", nsA}, {"ip", "netns", "exec", nsB}}, "10.77.0.1", [2]string{vethA, vethB})
+	for r := range 2 {
+		if !slices.Equal(apart[r], loop[0]) || !slices.Equal(loop[r], loop[0]) {
+			t.Errorf("rank %d's all-reduce across namespaces differs from loopback's", r)
+		}
+	}
+}

@@ -1,0 +1,109 @@
+package torch
+
+// #include "dptorch.h"
+import "C"
+
+import (
+	"fmt"
+	"time"
+)
+
+// GroupOptions say how to join a process group: the TCPStore rendezvous of
+// torch.distributed's env:// (MASTER_ADDR, MASTER_PORT), this process's rank
+// and the group's size.
+type GroupOptions struct {
+	Addr            string
+	Port            int
+	Rank, WorldSize int
+	// HostStore: this process runs the store's server (rank 0, unless
+	// torchrun's agent already runs it: TORCHELASTIC_USE_AGENT_STORE).
+	HostStore bool
+	// Timeout bounds the rendezvous and every collective: a rank that does
+	// not answer within it makes the others fail, not hang.
+	Timeout time.Duration
+}
+
+// ProcessGroup is a c10d Gloo process group, the one
+// torch.distributed.init_process_group("gloo", init_method="env://") makes,
+// with the same store keys: Go and Python ranks can share it.
+type ProcessGroup struct {
+	h               C.dpt_pg
+	rank, worldSize int
+}
+
+// NewProcessGroup joins the group o describes: it returns once every rank
+// has joined, or fails after o.Timeout.
+func NewProcessGroup(o GroupOptions) (*ProcessGroup, error) {
+	if err := Load(); err != nil {
+		return nil, err
+	}
+	host := cString(o.Addr)
+	defer freeC(host)
+	var h C.dpt_pg
+	hostStore := 0
+	if o.HostStore {
+		hostStore = 1
+	}
+	if err := check(C.dpt_pg_new(host, C.int(o.Port), C.int(o.Rank), C.int(o.WorldSize), C.int(hostStore),
+		C.int64_t(o.Timeout.Milliseconds()), &h)); err != nil {
+		return nil, fmt.Errorf("join the process group at %s:%d as rank %d of %d: %w", o.Addr, o.Port, o.Rank, o.WorldSize, err)
+	}
+	return &ProcessGroup{h: h, rank: o.Rank, worldSize: o.WorldSize}, nil
+}
+
+// Rank is this process's rank.
+func (g *ProcessGroup) Rank() int { return g.rank }
+
+// WorldSize is the number of ranks.
+func (g *ProcessGroup) WorldSize() int { return g.worldSize }
+
+// AllReduceSum replaces each tensor by its sum over the ranks
+// (dist.all_reduce with ReduceOp.SUM, the tensors as one call's list).
+func (g *ProcessGroup) AllReduceSum(ts []*Tensor) error {
+	return g.collective("all-reduce", ts, func(p *C.dpt_tensor, n C.int) C.dpt_error { return C.dpt_pg_allreduce_sum(g.h, p, n) })
+}
+
+// Broadcast replaces each tensor by root's (dist.broadcast).
+func (g *ProcessGroup) Broadcast(ts []*Tensor, root int) error {
+	return g.collective("broadcast", ts, func(p *C.dpt_tensor, n C.int) C.dpt_error { return C.dpt_pg_broadcast(g.h, p, n, C.int(root)) })
+}
+
+// Barrier waits for every rank (dist.barrier).
+func (g *ProcessGroup) Barrier() error {
+	if err := check(C.dpt_pg_barrier(g.h)); err != nil {
+		return fmt.Errorf("rank %d: barrier: %w", g.rank, err)
+	}
+	return nil
+}
+
+func (g *ProcessGroup) collective(what string, ts []*Tensor, call func(*C.dpt_tensor, C.int) C.dpt_error) error {
+	if len(ts) == 0 {
+		return nil
+	}
+	for _, t := range ts {
+		if err := t.Err(); err != nil {
+			return err
+		}
+	}
+	hs := handles(ts)
+	if err := check(call(&hs[0], C.int(len(hs)))); err != nil {
+		return fmt.Errorf("rank %d of %d: %s: %w", g.rank, g.worldSize, what, err)
+	}
+	return nil
+}
+
+// Close leaves the group.
+func (g *ProcessGroup) Close() {
+	if g.h != nil {
+		C.dpt_pg_free(g.h)
+		g.h = nil
+	}
+}
+
+// Randperm is torch.randperm(n, generator=g) with g a CPU generator seeded
+// with seed: the order torch.utils.data.DistributedSampler shuffles by.
+func Randperm(s *Scope, n int64, seed uint64) *Tensor {
+	var h C.dpt_tensor
+	err := C.dpt_randperm(C.int64_t(n), C.uint64_t(seed), &h)
+	return newTensor(h, err, s)
+}

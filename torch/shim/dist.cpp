@@ -1,0 +1,104 @@
+// dist.cpp: libtorch's c10d for the Go side, behind the plain C API of
+// dptorch.h: a TCPStore rendezvous and a Gloo process group, with the
+// collectives data-parallel training uses (all-reduce, broadcast, barrier).
+// No protocol of our own: the store and the group are the ones PyTorch's
+// torch.distributed makes for init_process_group("gloo", "env://"), with the
+// same key prefixes, so that Go and Python ranks can share one group.
+#include "shim.hpp"
+
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+struct dpt_pg_s {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
+};
+
+namespace {
+
+using dpt::guarded;
+
+std::vector<at::Tensor> tensors(const dpt_tensor *ts, int n) {
+  std::vector<at::Tensor> out;
+  out.reserve(n);
+  for (int i = 0; i < n; i++) out.push_back(ts[i]->t);
+  return out;
+}
+
+// device is the Gloo transport torch.distributed picks: the interfaces of
+// GLOO_SOCKET_IFNAME (comma-separated), else the address this host's name
+// resolves to.
+std::vector<std::shared_ptr<::gloo::transport::Device>> devices() {
+  std::vector<std::shared_ptr<::gloo::transport::Device>> out;
+  if (const char *names = std::getenv("GLOO_SOCKET_IFNAME"); names != nullptr && names[0] != '\0') {
+    std::string all(names);
+    size_t start = 0;
+    while (start <= all.size()) {
+      size_t end = all.find(',', start);
+      if (end == std::string::npos) end = all.size();
+      if (end > start) out.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(all.substr(start, end - start)));
+      start = end + 1;
+    }
+    return out;
+  }
+  out.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+  return out;
+}
+
+}  // namespace
+
+extern "C" {
+
+dpt_error dpt_pg_new(const char *host, int port, int rank, int world, int host_store, int64_t timeout_ms, dpt_pg *out) {
+  return guarded([&] {
+    auto timeout = std::chrono::milliseconds(timeout_ms);
+    c10d::TCPStoreOptions o;
+    o.port = static_cast<uint16_t>(port);
+    o.isServer = host_store != 0;
+    o.numWorkers = world;
+    o.waitWorkers = true;
+    o.timeout = timeout;
+    auto tcp = c10::make_intrusive<c10d::TCPStore>(host, o);
+    // torch.distributed's keys: PrefixStore("default_pg") in
+    // init_process_group, "<group name>/" (the default group is "0") and
+    // "<device>/" in _new_process_group_helper.
+    c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::PrefixStore>("default_pg", tcp);
+    store = c10::make_intrusive<c10d::PrefixStore>("0/", store);
+    store = c10::make_intrusive<c10d::PrefixStore>("cpu/", store);
+    auto opts = c10d::ProcessGroupGloo::Options::create();
+    opts->timeout = timeout;
+    opts->devices = devices();
+    auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, opts);
+    *out = new dpt_pg_s{store, pg};
+  });
+}
+
+void dpt_pg_free(dpt_pg pg) { delete pg; }
+
+dpt_error dpt_pg_allreduce_sum(dpt_pg pg, const dpt_tensor *ts, int n) {
+  return guarded([&] {
+    auto t = tensors(ts, n);
+    pg->pg->allreduce(t)->wait();
+  });
+}
+
+dpt_error dpt_pg_broadcast(dpt_pg pg, const dpt_tensor *ts, int n, int root) {
+  return guarded([&] {
+    auto t = tensors(ts, n);
+    c10d::BroadcastOptions o;
+    o.rootRank = root;
+    pg->pg->broadcast(t, o)->wait();
+  });
+}
+
+dpt_error dpt_pg_barrier(dpt_pg pg) {
+  return guarded([&] { pg->pg->barrier()->wait(); });
+}
+
+}  // extern "C"
