@@ -60,7 +60,7 @@ func AverageGradients(g *torch.ProcessGroup, params []*torch.Tensor) error {
 			flat[k] = grads[k].Reshape(-1)
 		}
 		buf := torch.Cat(flat, 0)
-		if err := g.AllReduceSum([]*torch.Tensor{buf}); err != nil {
+		if err := g.AllReduceSum(buf); err != nil {
 			return fmt.Errorf("bucket %d: %w", b, err)
 		}
 		mean := buf.DivScalar(float64(g.WorldSize()))
@@ -80,5 +80,12 @@ func AverageGradients(g *torch.ProcessGroup, params []*torch.Tensor) error {
 // DistributedDataParallel does when it is made, so that all ranks start
 // from the same model.
 func Broadcast(g *torch.ProcessGroup, ts []*torch.Tensor) error {
-	return torch.NoGrad(func() error { return g.Broadcast(ts, 0) })
+	return torch.NoGrad(func() error {
+		for i, t := range ts {
+			if err := g.Broadcast(t, 0); err != nil {
+				return fmt.Errorf("tensor %d: %w", i, err)
+			}
+		}
+		return nil
+	})
 }

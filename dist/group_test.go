@@ -170,7 +170,7 @@ func child(mode string) error {
 		vals[i] = float32(rng.NormFloat64())
 	}
 	x := torch.FromSlice(s, vals, []int64{int64(len(vals))}, torch.CPU)
-	if err := g.AllReduceSum([]*torch.Tensor{x}); err != nil {
+	if err := g.AllReduceSum(x); err != nil {
 		return err
 	}
 	return torch.SaveTensors(out, map[string]*torch.Tensor{"sum": x})
@@ -201,7 +201,7 @@ func TestLostRank(t *testing.T) {
 	s := torch.NewScope()
 	defer s.Close()
 	start := time.Now()
-	err = g.AllReduceSum([]*torch.Tensor{torch.Zeros(s, []int64{1 << 16}, torch.Float32, torch.CPU)})
+	err = g.AllReduceSum(torch.Zeros(s, []int64{1 << 16}, torch.Float32, torch.CPU))
 	took := time.Since(start)
 	t.Logf("after %v: %v", took.Round(time.Millisecond), err)
 	if err == nil {

@@ -57,15 +57,15 @@ func (g *ProcessGroup) Rank() int { return g.rank }
 // WorldSize is the number of ranks.
 func (g *ProcessGroup) WorldSize() int { return g.worldSize }
 
-// AllReduceSum replaces each tensor by its sum over the ranks
-// (dist.all_reduce with ReduceOp.SUM, the tensors as one call's list).
-func (g *ProcessGroup) AllReduceSum(ts []*Tensor) error {
-	return g.collective("all-reduce", ts, func(p *C.dpt_tensor, n C.int) C.dpt_error { return C.dpt_pg_allreduce_sum(g.h, p, n) })
+// AllReduceSum replaces t by its sum over the ranks (dist.all_reduce with
+// ReduceOp.SUM).
+func (g *ProcessGroup) AllReduceSum(t *Tensor) error {
+	return g.collective("all-reduce", t, func(p *C.dpt_tensor) C.dpt_error { return C.dpt_pg_allreduce_sum(g.h, p, 1) })
 }
 
-// Broadcast replaces each tensor by root's (dist.broadcast).
-func (g *ProcessGroup) Broadcast(ts []*Tensor, root int) error {
-	return g.collective("broadcast", ts, func(p *C.dpt_tensor, n C.int) C.dpt_error { return C.dpt_pg_broadcast(g.h, p, n, C.int(root)) })
+// Broadcast replaces t by root's (dist.broadcast).
+func (g *ProcessGroup) Broadcast(t *Tensor, root int) error {
+	return g.collective("broadcast", t, func(p *C.dpt_tensor) C.dpt_error { return C.dpt_pg_broadcast(g.h, p, 1, C.int(root)) })
 }
 
 // Barrier waits for every rank (dist.barrier).
@@ -76,17 +76,14 @@ func (g *ProcessGroup) Barrier() error {
 	return nil
 }
 
-func (g *ProcessGroup) collective(what string, ts []*Tensor, call func(*C.dpt_tensor, C.int) C.dpt_error) error {
-	if len(ts) == 0 {
-		return nil
+// collective runs call on t's handle. (c10d's lists hold one tensor per
+// device of a rank; a CPU rank has one.)
+func (g *ProcessGroup) collective(what string, t *Tensor, call func(*C.dpt_tensor) C.dpt_error) error {
+	if err := t.Err(); err != nil {
+		return err
 	}
-	for _, t := range ts {
-		if err := t.Err(); err != nil {
-			return err
-		}
-	}
-	hs := handles(ts)
-	if err := check(call(&hs[0], C.int(len(hs)))); err != nil {
+	h := t.h
+	if err := check(call(&h)); err != nil {
 		return fmt.Errorf("rank %d of %d: %s: %w", g.rank, g.worldSize, what, err)
 	}
 	return nil

@@ -29,6 +29,9 @@ type Config struct {
 	ValidationFrac float64             `mapstructure:"validation_fraction"` // share of the training rows held out for validation; 0: none
 	Checkpoint     CheckpointConfig    `mapstructure:"checkpoint"`
 	Pretrain       PretrainConfig      `mapstructure:"pretrain"` // the SAE's layer-wise pretraining
+	// Distributed applies when the run is launched as several processes
+	// (torchrun, or RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT set).
+	Distributed DistributedConfig `mapstructure:"distributed"`
 	// InitFrom is a model file (a Lightning checkpoint, ours or Lightning
 	// 2.x's, or safetensors) whose weights the model starts from instead of
 	// the seed's; its model must have this config's shapes. Empty: none.
@@ -98,6 +101,12 @@ type CheckpointConfig struct {
 	Monitor     string `mapstructure:"monitor"`     // what "best" means; empty: early_stopping.monitor
 }
 
+// DistributedConfig configures data-parallel training over libtorch's c10d.
+type DistributedConfig struct {
+	Backend  string `mapstructure:"backend"`   // auto | gloo | nccl
+	TimeoutS int    `mapstructure:"timeout_s"` // rendezvous and every collective; a lost rank fails the others after it
+}
+
 // PretrainConfig drives the SAE's greedy layer-wise pretraining.
 type PretrainConfig struct {
 	Epochs int     `mapstructure:"epochs"` // per layer; 0 skips pretraining
@@ -124,8 +133,9 @@ func DefaultConfig() Config {
 		EarlyStopping: EarlyStoppingConfig{
 			Enabled: true, Monitor: "train_loss", Patience: 3, MinDelta: 0, Mode: "min",
 		},
-		Checkpoint: CheckpointConfig{SaveLast: true, SaveBest: true, TorchScript: true},
-		Pretrain:   PretrainConfig{Epochs: 0, LR: 1e-3},
+		Checkpoint:  CheckpointConfig{SaveLast: true, SaveBest: true, TorchScript: true},
+		Pretrain:    PretrainConfig{Epochs: 0, LR: 1e-3},
+		Distributed: DistributedConfig{Backend: "auto", TimeoutS: 1800},
 	}
 }
 
@@ -165,6 +175,10 @@ func (c *Config) Validate() error {
 	}
 	oneOf("task", c.Task, "application", "traffic")
 	oneOf("layout", c.Layout, "reference", "paper")
+	oneOf("distributed.backend", c.Distributed.Backend, "auto", "gloo", "nccl")
+	if c.Distributed.TimeoutS < 1 {
+		bad("distributed.timeout_s %d: want at least 1 second", c.Distributed.TimeoutS)
+	}
 	oneOf("model.kind", c.Model.Kind, "cnn", "resnet", "sae")
 	oneOf("optimizer.name", c.Optimizer.Name, "adam", "sgd")
 	oneOf("early_stopping.monitor", c.EarlyStopping.Monitor, "train_loss", "val_loss", "val_acc")

@@ -125,7 +125,12 @@ func Train(ctx context.Context, cfg Config, opts Options) (*Result, error) {
 	if err := checkInputs(cfg, opts); err != nil {
 		return nil, err
 	}
-	t, err := newTrainer(cfg, opts)
+	g, err := joinGroup(cfg, &opts)
+	if err != nil {
+		return nil, err
+	}
+	defer g.close()
+	t, err := newTrainer(cfg, opts, g)
 	if t != nil {
 		defer t.close()
 	}
@@ -141,6 +146,9 @@ func Train(ctx context.Context, cfg Config, opts Options) (*Result, error) {
 		}
 	}
 	if err := t.fit(ctx); err != nil {
+		return nil, err
+	}
+	if err := g.checkInSync(t); err != nil {
 		return nil, err
 	}
 	return t.finish(ctx)
@@ -170,7 +178,7 @@ func checkInputs(cfg Config, opts Options) error {
 // newTrainer sets up the run: its folder and config.yaml, the data, the
 // model (seeded, initialised from init_from or resumed), the optimiser and
 // the metrics file. The caller closes the trainer, also on error.
-func newTrainer(cfg Config, opts Options) (*trainer, error) {
+func newTrainer(cfg Config, opts Options, g *group) (*trainer, error) {
 	spec, err := Spec(cfg)
 	if err != nil {
 		return nil, err
@@ -188,7 +196,7 @@ func newTrainer(cfg Config, opts Options) (*trainer, error) {
 	if err := writeRunConfig(cfg, opts.RunDir); err != nil {
 		return nil, err
 	}
-	t := &trainer{cfg: cfg, opts: opts, device: device}
+	t := &trainer{cfg: cfg, opts: opts, device: device, group: g}
 	if err := t.openData(); err != nil {
 		return t, err
 	}
@@ -202,6 +210,9 @@ func newTrainer(cfg Config, opts Options) (*trainer, error) {
 		if err := t.resume(opts.Resume); err != nil {
 			return t, err
 		}
+	}
+	if err := g.start(t); err != nil {
+		return t, err
 	}
 	t.metrics, err = openMetrics(opts.RunDir, t.globalStep, t.nextEpoch)
 	return t, err
@@ -268,6 +279,7 @@ type trainer struct {
 	cfg        Config
 	opts       Options
 	device     torch.Device
+	group      *group // nil when training alone
 	train, val *loader.Loader
 	model      model.Model
 	opt        torch.Optimizer
@@ -306,7 +318,9 @@ func (t *trainer) openData() error {
 		}
 	}
 	var err error
-	if t.train, err = loader.Open(trainPath, t.loaderOptions(true)); err != nil {
+	o := t.loaderOptions(true)
+	t.group.shard(&o, t.cfg.Seed)
+	if t.train, err = loader.Open(trainPath, o); err != nil {
 		return err
 	}
 	if t.train.Rows() == 0 {
@@ -381,6 +395,10 @@ func (t *trainer) epoch(ctx context.Context, epoch int) (EpochMetrics, error) {
 		bar.Add(1)
 	}
 	secs := time.Since(start).Seconds()
+	lossSum, samples, err := t.group.epochLoss(lossSum, samples)
+	if err != nil {
+		return EpochMetrics{}, fmt.Errorf("epoch %d: %w", epoch, err)
+	}
 	m := EpochMetrics{
 		Epoch: epoch, GlobalStep: t.globalStep, TrainLoss: lossSum / float64(samples),
 		LR: t.cfg.Optimizer.LR, Samples: samples, Seconds: secs, SamplesPerSec: float64(samples) / secs,
@@ -405,6 +423,9 @@ func (t *trainer) step(scope *torch.Scope, b *loader.Batch) (float64, error) {
 	}
 	loss := t.model.Forward(x).CrossEntropy(y)
 	if err := loss.Backward(); err != nil {
+		return 0, err
+	}
+	if err := t.group.averageGradients(t); err != nil {
 		return 0, err
 	}
 	if err := t.opt.Step(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -260,7 +261,9 @@ func stopAfterFirstEpoch(t *testing.T, cfg Config, run string) {
 // The killed child's configuration (JSON) and run folder.
 const childEnv, childRunEnv = "DEEPPACKET_TRAIN_CHILD", "DEEPPACKET_TRAIN_CHILD_RUN"
 
-// TestKilledChild is the process TestResume kills.
+// TestKilledChild is a training run in a child process, configured by its
+// environment: the one TestResume kills, and the ranks of
+// TestDistributedRun.
 func TestKilledChild(t *testing.T) {
 	doc := os.Getenv(childEnv)
 	if doc == "" {
@@ -620,4 +623,64 @@ func readMetricsCSV(r io.Reader) (steps []int64, losses []float64, err error) {
 		steps, losses = append(steps, s), append(losses, l)
 	}
 	return steps, losses, sc.Err()
+}
+
+// TestDistributedRun: two ranks (child processes given RANK, WORLD_SIZE,
+// MASTER_ADDR and MASTER_PORT, as torchrun gives them) train the small CNN
+// together over libtorch's c10d: both finish, end with the same weights
+// (the trainer checks it, bit for bit, and rank 0 logs it), each logs its
+// rank and the world size, and only rank 0 writes the run folder.
+func TestDistributedRun(t *testing.T) {
+	dir := t.TempDir()
+	cfg := smallConfig(writeSet(t, dir, "train", 480, 5, 2), 2)
+	cfg.Model.OutputDim = 5
+	cfg.Model.C1OutputDim, cfg.Model.C2OutputDim = 8, 8
+	cfg.Checkpoint.TorchScript = false
+	cfg.Distributed.TimeoutS = 60
+	doc, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	run := filepath.Join(dir, "run")
+	var children [2]*exec.Cmd
+	var outs [2]strings.Builder
+	for r := range children {
+		children[r] = exec.Command(os.Args[0], "-test.run=^TestKilledChild$", "-test.v")
+		children[r].Env = append(os.Environ(), childEnv+"="+string(doc), childRunEnv+"="+run,
+			"RANK="+strconv.Itoa(r), "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1", "MASTER_PORT="+port)
+		children[r].Stdout, children[r].Stderr = &outs[r], &outs[r]
+		if err := children[r].Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for r, c := range children {
+		if err := c.Wait(); err != nil {
+			t.Fatalf("rank %d: %v\n%s", r, err, outs[r].String())
+		}
+	}
+	if !strings.Contains(outs[0].String(), "every rank ends with rank 0's weights") {
+		t.Errorf("rank 0 did not log that the ranks agree:\n%s", outs[0].String())
+	}
+	for r := range outs {
+		if !strings.Contains(outs[r].String(), "rank="+strconv.Itoa(r)) || !strings.Contains(outs[r].String(), "world_size=2") {
+			t.Errorf("rank %d did not log its rank and the world size:\n%s", r, outs[r].String())
+		}
+	}
+	if strings.Contains(outs[1].String(), "level=INFO") {
+		t.Errorf("rank 1 logged below warning level:\n%s", outs[1].String())
+	}
+	ck, err := ckpt.ReadCheckpoint(filepath.Join(run, CheckpointDir, LastCheckpoint))
+	if err != nil {
+		t.Fatalf("rank 0's last checkpoint: %v", err)
+	}
+	if ck.Epoch != 1 {
+		t.Errorf("last checkpoint at epoch %d, want 1", ck.Epoch)
+	}
+	ck.Close()
 }

@@ -13,10 +13,12 @@
 package loader
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"sync"
 
 	"github.com/deeppacket/deeppacket/data/dataset"
@@ -42,6 +44,12 @@ type Options struct {
 	ShuffleWindow int
 	ReadAhead     int // batches prepared ahead of the consumer [64]
 	Workers       int // row groups decoded at once [2]
+	// Indices, when set, chooses each epoch's rows by their index in the
+	// set (0 to Rows()-1, in file and row order), given the set's size: a
+	// distributed rank's DistributedSampler list. The epoch yields exactly
+	// those rows, in that order (Shuffle and ShuffleWindow do not apply),
+	// and holds only them: every row group is read, the other rows dropped.
+	Indices func(epoch int, rows int64) ([]int64, error)
 }
 
 func (o *Options) setDefaults() {
@@ -102,6 +110,8 @@ type Loader struct {
 	made    int
 	rowPool chan *dataset.Rows
 	current *Epoch
+	// epochRows is the current epoch's row count when Indices chooses them.
+	epochRows int64
 }
 
 // Open opens a set: a Parquet file, or a folder of them (a set `deeppacket
@@ -141,10 +151,15 @@ func Open(path string, opts Options) (*Loader, error) {
 // Rows is the number of rows in the set.
 func (l *Loader) Rows() int64 { return l.rows }
 
-// Batches is the number of batches an epoch yields.
+// Batches is the number of batches an epoch yields (with Indices, the
+// current epoch's).
 func (l *Loader) Batches() int {
-	n := int(l.rows) / l.opts.BatchSize
-	if !l.opts.DropLast && int(l.rows)%l.opts.BatchSize != 0 {
+	rows := l.rows
+	if l.opts.Indices != nil {
+		rows = l.epochRows
+	}
+	n := int(rows) / l.opts.BatchSize
+	if !l.opts.DropLast && int(rows)%l.opts.BatchSize != 0 {
 		n++
 	}
 	return n
@@ -179,6 +194,13 @@ func (l *Loader) Epoch(epoch int) *Epoch {
 		done:  make(chan struct{}),
 	}
 	l.current = e
+	if l.opts.Indices != nil {
+		list, err := l.opts.Indices(epoch, l.rows)
+		l.epochRows = int64(len(list))
+		e.wg.Add(1)
+		go e.indexed(list, err)
+		return e
+	}
 	order := make([]unit, len(l.units))
 	copy(order, l.units)
 	if l.opts.Shuffle {
@@ -347,6 +369,73 @@ func (l *Loader) putRows(r *dataset.Rows) {
 	case l.rowPool <- r:
 	default:
 	}
+}
+
+// indexed reads every row group in order, keeps the rows list names, and
+// packs them into batches in list's order (an index may come twice: a
+// DistributedSampler pads its lists by repeating indices).
+func (e *Epoch) indexed(list []int64, err error) {
+	defer e.wg.Done()
+	defer close(e.ready)
+	a := &assembler{e: e, opts: e.l.opts, windowRows: len(list)}
+	a.opts.Shuffle = false
+	if err == nil {
+		err = e.gather(a, list)
+	}
+	if err != nil {
+		a.send(result{err: err})
+		return
+	}
+	if a.emit() {
+		a.finish()
+	}
+}
+
+// gather puts list's rows in a's window, as one unit in list's order.
+func (e *Epoch) gather(a *assembler, list []int64) error {
+	type want struct{ row, pos int64 }
+	wants := make([]want, len(list))
+	for pos, row := range list {
+		if row < 0 || row >= e.l.rows {
+			return fmt.Errorf("loader: index %d outside the set's %d rows", row, e.l.rows)
+		}
+		wants[pos] = want{row, int64(pos)}
+	}
+	slices.SortFunc(wants, func(x, y want) int { return cmp.Compare(x.row, y.row) })
+	feats := make([][]byte, len(list))
+	labels := make([]int64, len(list))
+	var rd dataset.RowGroupReader
+	var rows dataset.Rows
+	var base int64
+	k := 0
+	for _, u := range e.l.units {
+		select {
+		case <-e.done:
+			return errClosed
+		default:
+		}
+		if k < len(wants) && wants[k].row < base+u.rows {
+			rows.Reset()
+			if err := rd.Read(e.l.files[u.file], u.rowGroup, e.l.lim, &rows); err != nil {
+				return err
+			}
+			for ; k < len(wants) && wants[k].row < base+u.rows; k++ {
+				r := int(wants[k].row - base)
+				feats[wants[k].pos] = slices.Clone(rows.Feature(r))
+				labels[wants[k].pos] = rows.Labels[r]
+			}
+		}
+		base += u.rows
+	}
+	chosen := &dataset.Rows{}
+	chosen.Reset()
+	for i, f := range feats {
+		chosen.Data = append(chosen.Data, f...)
+		chosen.Offsets = append(chosen.Offsets, len(chosen.Data))
+		chosen.Labels = append(chosen.Labels, labels[i])
+	}
+	a.add(chosen)
+	return nil
 }
 
 // rowRef is one row of a window: which of its units, which row there.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -383,5 +384,57 @@ func BenchmarkLoader(b *testing.B) {
 			e.Close()
 			b.ReportMetric(float64(b.N*16)/b.Elapsed().Seconds(), "samples/s")
 		})
+	}
+}
+
+// TestIndices: with Indices, an epoch yields exactly the rows named, in the
+// order named (repeats included), across row groups and files, and
+// Batches counts them.
+func TestIndices(t *testing.T) {
+	dir := t.TempDir()
+	var samples []dataset.Sample
+	for i := range 300 {
+		samples = append(samples, dataset.Sample{Feature: []byte{byte(i), byte(i >> 8), 7}, Label: int64(i), Source: "s", Index: int64(i), Flow: int64(i)})
+	}
+	set := filepath.Join(dir, "set.parquet")
+	if err := dataset.WriteSet(set, dataset.Compact, 1500, dataset.SetWriterOptions{RowsPerRowGroup: 64, RowsPerPart: 200}, samples); err != nil {
+		t.Fatal(err)
+	}
+	lists := map[int][]int64{0: {5, 299, 2, 2, 130, 0, 64}, 1: {63, 64}}
+	l, err := Open(set, Options{BatchSize: 3, Indices: func(epoch int, rows int64) ([]int64, error) {
+		if rows != 300 {
+			t.Errorf("Indices got %d rows, want 300", rows)
+		}
+		return lists[epoch], nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for epoch, want := range lists {
+		e := l.Epoch(epoch)
+		if got := l.Batches(); got != (len(want)+2)/3 {
+			t.Errorf("epoch %d: Batches() = %d, want %d", epoch, got, (len(want)+2)/3)
+		}
+		var got []int64
+		for {
+			b, err := e.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range b.Size {
+				if id := int64(math.Round(float64(b.Features[i*1500])*255)) + int64(math.Round(float64(b.Features[i*1500+1])*255))<<8; id != b.Labels[i] {
+					t.Fatalf("row %d: feature of row %d", b.Labels[i], id)
+				}
+				got = append(got, b.Labels[i])
+			}
+		}
+		e.Close()
+		if !slices.Equal(got, want) {
+			t.Errorf("epoch %d: rows %v, want %v", epoch, got, want)
+		}
 	}
 }

@@ -1,0 +1,235 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/deeppacket/deeppacket/data/loader"
+	"github.com/deeppacket/deeppacket/dist"
+	"github.com/deeppacket/deeppacket/internal/progress"
+	"github.com/deeppacket/deeppacket/torch"
+)
+
+// This file is data-parallel training, as PyTorch's DistributedDataParallel
+// does it, over libtorch's c10d (package dist): every rank holds the whole
+// model, rank 0's parameters and buffers are broadcast at the start, each
+// rank trains on its DistributedSampler share of every epoch, and the
+// gradients are averaged over the ranks, in DDP's buckets, before every
+// optimiser step, so that all ranks keep the same weights. The epoch's
+// training loss is averaged over the ranks (early stopping decides the same
+// everywhere; every rank evaluates the whole validation set). Only rank 0
+// writes the run folder; the others write to a temporary folder they
+// remove, draw no progress bars and log warnings only, with their rank.
+
+// group is a trainer's place in a distributed run; nil when it runs alone.
+type group struct {
+	env *dist.Env
+	pg  *torch.ProcessGroup
+	tmp string // rank > 0: the run folder it writes instead of the real one
+}
+
+// joinGroup joins the process group the environment describes (nil, nil
+// without one) and sets the process up for its rank.
+func joinGroup(cfg Config, opts *Options) (*group, error) {
+	env, err := dist.FromEnv()
+	if env == nil || err != nil {
+		return nil, err
+	}
+	switch cfg.Distributed.Backend {
+	case "nccl":
+		return nil, errors.New("distributed.backend nccl: this build binds c10d's Gloo only; use gloo (or auto)")
+	case "auto", "gloo":
+	}
+	if d, err := torch.ParseDevice(cfg.Device); err == nil && d.CUDA {
+		return nil, fmt.Errorf("device %s: distributed training runs on the CPU (Gloo) in this build; set device cpu", cfg.Device)
+	}
+	g := &group{env: env}
+	if env.Rank > 0 {
+		slog.SetDefault(slog.New(warnOnly{rankHandler()}).With("rank", env.Rank))
+		progress.Quiet = true
+		if g.tmp, err = os.MkdirTemp("", fmt.Sprintf("deeppacket-rank%d-", env.Rank)); err != nil {
+			return nil, err
+		}
+		opts.RunDir = g.tmp
+	}
+	level := slog.LevelInfo
+	if env.Rank > 0 {
+		level = slog.LevelWarn
+	}
+	slog.Log(context.Background(), level, "distributed", "rank", env.Rank, "world_size", env.WorldSize,
+		"local_rank", env.LocalRank, "master", fmt.Sprintf("%s:%d", env.MasterAddr, env.MasterPort),
+		"backend", "gloo", "restart_count", env.RestartCount)
+	if g.pg, err = env.Join(time.Duration(cfg.Distributed.TimeoutS) * time.Second); err != nil {
+		g.close()
+		return nil, err
+	}
+	return g, nil
+}
+
+func (g *group) close() {
+	if g == nil {
+		return
+	}
+	if g.pg != nil {
+		g.pg.Close()
+	}
+	if g.tmp != "" {
+		os.RemoveAll(g.tmp)
+	}
+}
+
+// rankHandler is the handler a rank above 0 filters: the program's (the
+// CLI's text or JSON lines), or a text handler on stderr when the default
+// is still the log package's bridge, which cannot be wrapped (its output
+// would come back to the new default).
+func rankHandler() slog.Handler {
+	h := slog.Default().Handler()
+	if fmt.Sprintf("%T", h) == "*slog.defaultHandler" {
+		return slog.NewTextHandler(os.Stderr, nil)
+	}
+	return h
+}
+
+// warnOnly passes a handler's records from warning level up.
+type warnOnly struct{ slog.Handler }
+
+func (w warnOnly) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && w.Handler.Enabled(ctx, l)
+}
+func (w warnOnly) WithAttrs(a []slog.Attr) slog.Handler { return warnOnly{w.Handler.WithAttrs(a)} }
+func (w warnOnly) WithGroup(n string) slog.Handler      { return warnOnly{w.Handler.WithGroup(n)} }
+
+// shard makes the training loader read this rank's DistributedSampler
+// share of each epoch (shuffled from the config's seed, padded as
+// DistributedSampler pads).
+func (g *group) shard(o *loader.Options, seed uint64) {
+	if g == nil {
+		return
+	}
+	rank, world := g.env.Rank, g.env.WorldSize
+	o.Indices = func(epoch int, rows int64) ([]int64, error) {
+		return dist.Sampler{N: int(rows), Rank: rank, WorldSize: world, Shuffle: true, Seed: seed}.Indices(epoch)
+	}
+}
+
+// start checks that every rank runs the same experiment (the resolved
+// config and the model's parameter names and shapes), then gives every rank
+// rank 0's parameters and buffers.
+func (g *group) start(t *trainer) error {
+	if g == nil {
+		return nil
+	}
+	doc, err := t.cfg.YAML()
+	if err != nil {
+		return err
+	}
+	h := fnv.New64a()
+	h.Write(doc)
+	vars := t.model.Store().Vars()
+	tensors := make([]*torch.Tensor, len(vars))
+	for i, v := range vars {
+		fmt.Fprintf(h, "%s%v;", v.Name, v.Tensor.Shape())
+		tensors[i] = v.Tensor
+	}
+	sum := h.Sum64()
+	if n, err := g.differing(sum); err != nil || n > 0 {
+		return errors.Join(err, fmt.Errorf("distributed: %d rank(s) run another configuration or model than rank 0 (compare their config files, flags and DEEPPACKET_ variables; this rank's hash %x)", n, sum))
+	}
+	if err := dist.Broadcast(g.pg, tensors); err != nil {
+		return fmt.Errorf("distributed: broadcast rank 0's weights: %w", err)
+	}
+	slog.Info("distributed: ranks agree", "config_hash", fmt.Sprintf("%016x", sum), "tensors_broadcast", len(tensors))
+	return nil
+}
+
+// differing is how many ranks' sum differ from rank 0's: rank 0's is
+// broadcast in four 16-bit pieces (exact in any dtype), each rank compares,
+// and the mismatches are summed.
+func (g *group) differing(sum uint64) (int64, error) {
+	s := torch.NewScope()
+	defer s.Close()
+	pieces := make([]int64, 4)
+	for i := range pieces {
+		pieces[i] = int64(sum >> (16 * i) & 0xffff)
+	}
+	theirs := torch.FromSlice(s, pieces, []int64{4}, torch.CPU)
+	if err := g.pg.Broadcast(theirs, 0); err != nil {
+		return 0, err
+	}
+	got, err := theirs.Int64s()
+	if err != nil {
+		return 0, err
+	}
+	differ := int64(0)
+	for i := range got {
+		if got[i] != pieces[i] {
+			differ = 1
+		}
+	}
+	count := torch.FromSlice(s, []int64{differ}, []int64{1}, torch.CPU)
+	if err := g.pg.AllReduceSum(count); err != nil {
+		return 0, err
+	}
+	n, err := count.Int64s()
+	if err != nil {
+		return 0, err
+	}
+	return n[0], nil
+}
+
+// checkInSync checks, once training ends, that every rank holds the same
+// weights, bit for bit (a hash of every parameter and buffer), as the
+// gradient averaging keeps them.
+func (g *group) checkInSync(t *trainer) error {
+	if g == nil {
+		return nil
+	}
+	h := fnv.New64a()
+	for _, v := range t.model.Store().Vars() {
+		b, err := v.Tensor.Bytes()
+		if err != nil {
+			return err
+		}
+		h.Write(b)
+	}
+	n, err := g.differing(h.Sum64())
+	if err == nil && n > 0 {
+		err = fmt.Errorf("distributed: after training, %d rank(s) hold other weights than rank 0", n)
+	}
+	if err == nil {
+		slog.Info("distributed: every rank ends with rank 0's weights")
+	}
+	return err
+}
+
+// averageGradients is the all-reduce before an optimiser step.
+func (g *group) averageGradients(t *trainer) error {
+	if g == nil {
+		return nil
+	}
+	return dist.AverageGradients(g.pg, t.model.Store().Parameters())
+}
+
+// epochLoss averages an epoch's summed loss and sample count over the
+// ranks.
+func (g *group) epochLoss(lossSum float64, samples int64) (float64, int64, error) {
+	if g == nil {
+		return lossSum, samples, nil
+	}
+	s := torch.NewScope()
+	defer s.Close()
+	v := torch.FromSlice(s, []float64{lossSum, float64(samples)}, []int64{2}, torch.CPU)
+	if err := g.pg.AllReduceSum(v); err != nil {
+		return 0, 0, err
+	}
+	out, err := v.Float64s()
+	if err != nil {
+		return 0, 0, err
+	}
+	return out[0], int64(out[1]), nil
+}
