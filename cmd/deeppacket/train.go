@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/deeppacket/deeppacket/dist"
 	"github.com/deeppacket/deeppacket/train"
 )
 
@@ -82,16 +83,27 @@ func runTrain(cmd *cobra.Command, _ []string) error {
 		name := strings.TrimSuffix(filepath.Base(configPath), filepath.Ext(configPath))
 		out = filepath.Join("runs", name+"-"+time.Now().Format("20060102-150405"))
 	}
-	if err := checkRunDir(cmd, out, resume); err != nil {
+	// In a distributed run (torchrun, env://) only rank 0 writes the run
+	// folder and prints; the other ranks train beside it.
+	env, err := dist.FromEnv()
+	if err != nil {
 		return err
+	}
+	primary := env == nil || env.Rank == 0
+	if primary {
+		if err := checkRunDir(cmd, out, resume); err != nil {
+			return err
+		}
 	}
 	doc, err := cfg.YAML()
 	if err != nil {
 		return err
 	}
-	if jsonLogs {
+	switch {
+	case !primary:
+	case jsonLogs:
 		slog.Info("effective configuration", "saved_as", filepath.Join(out, train.ConfigFile), "config", cfg.Map())
-	} else {
+	default:
 		fmt.Fprintf(cmd.ErrOrStderr(), "# effective configuration (saved as %s)\n%s\n", filepath.Join(out, train.ConfigFile), doc)
 	}
 
@@ -103,6 +115,9 @@ func runTrain(cmd *cobra.Command, _ []string) error {
 			return fmt.Errorf("train interrupted: %w; resume with --resume %s", err, filepath.Join(out, train.CheckpointDir, train.LastCheckpoint))
 		}
 		return err
+	}
+	if !primary {
+		return nil
 	}
 	w := cmd.OutOrStdout()
 	last := res.Epochs[len(res.Epochs)-1]
