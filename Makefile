@@ -46,7 +46,7 @@ CXXFLAGS ?= -O3
 # its headers need USE_C10D_GLOO and Gloo's (Debian's libgloo-dev).
 SHIM_FLAGS := -std=$(CXXSTD) -ffp-contract=off -fPIC -Wall -Wno-unused-parameter -DUSE_C10D_GLOO $(TORCH_CFLAGS)
 
-.PHONY: FORCE all build shim test test-torch113 test-cpu-variants test-short vet fmt bench bench-train bench-train-epoch bench-preprocess bench-split bench-predict bench-live demo clean
+.PHONY: FORCE all build shim test test-torch113 test-cpu-variants test-short vet fmt bench bench-train bench-train-epoch bench-ddp bench-preprocess bench-split bench-predict bench-live demo clean
 
 all: build
 
@@ -110,6 +110,9 @@ bench-train: build
 
 bench-train-epoch: build
 	PYTHON=$(PYTHON) scripts/bench-train-epoch.sh
+
+bench-ddp: build
+	PYTHON=$(PYTHON) scripts/bench-ddp.sh
 
 bench-preprocess: build
 	PYTHON=$(PYTHON) scripts/bench-preprocess.sh

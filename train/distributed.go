@@ -49,6 +49,13 @@ func joinGroup(cfg Config, opts *Options) (*group, error) {
 		return nil, fmt.Errorf("device %s: distributed training runs on the CPU (Gloo) in this build; set device cpu", cfg.Device)
 	}
 	g := &group{env: env}
+	level := slog.LevelInfo
+	if env.Rank > 0 {
+		level = slog.LevelWarn
+	}
+	slog.Log(context.Background(), level, "distributed", "rank", env.Rank, "world_size", env.WorldSize,
+		"local_rank", env.LocalRank, "master", fmt.Sprintf("%s:%d", env.MasterAddr, env.MasterPort),
+		"backend", "gloo", "restart_count", env.RestartCount)
 	if env.Rank > 0 {
 		slog.SetDefault(slog.New(warnOnly{rankHandler()}).With("rank", env.Rank))
 		progress.Quiet = true
@@ -57,13 +64,6 @@ func joinGroup(cfg Config, opts *Options) (*group, error) {
 		}
 		opts.RunDir = g.tmp
 	}
-	level := slog.LevelInfo
-	if env.Rank > 0 {
-		level = slog.LevelWarn
-	}
-	slog.Log(context.Background(), level, "distributed", "rank", env.Rank, "world_size", env.WorldSize,
-		"local_rank", env.LocalRank, "master", fmt.Sprintf("%s:%d", env.MasterAddr, env.MasterPort),
-		"backend", "gloo", "restart_count", env.RestartCount)
 	if g.pg, err = env.Join(time.Duration(cfg.Distributed.TimeoutS) * time.Second); err != nil {
 		g.close()
 		return nil, err
