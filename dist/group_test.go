@@ -2,6 +2,7 @@ package dist_test
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -158,6 +159,9 @@ func child(mode string) error {
 		return err
 	}
 	defer g.Close()
+	if out, ok := strings.CutPrefix(mode, "steps:"); ok {
+		return trainSteps(g, out)
+	}
 	out, ok := strings.CutPrefix(mode, "allreduce:")
 	if !ok {
 		return nil
@@ -345,6 +349,133 @@ func TestAcrossNetworkNamespaces(t *testing.T) {
 	for r := range 2 {
 		if !slices.Equal(apart[r], loop[0]) || !slices.Equal(loop[r], loop[0]) {
 			t.Errorf("rank %d's all-reduce across namespaces differs from loopback's", r)
+		}
+	}
+}
+
+// The equivalence run: equivSteps SGD steps (momentum 0.9) of the CNN
+// fixture over
+// equivSteps batches of equivBatch samples each, which world ranks share.
+// (SGD: Adam divides each gradient by its own running size, so that the
+// last-bit differences between a mean of two half-batch means and one
+// whole-batch mean grow, in gradients near zero, to 1e-4 in 50 steps.)
+const equivSteps, equivBatch = 50, 8
+
+// equivData is step's batch: equivBatch packets and labels, the same in
+// every process.
+func equivData(step int) ([]float32, []int64) {
+	rng := rand.New(rand.NewPCG(uint64(step), 77))
+	x := make([]float32, equivBatch*1500)
+	for i := range x {
+		x[i] = float32(rng.IntN(256)) / 255
+	}
+	y := make([]int64, equivBatch)
+	for i := range y {
+		y[i] = int64(rng.IntN(17))
+	}
+	return x, y
+}
+
+// trainSteps runs the equivalence run on g's rank (g nil: alone, the whole
+// batch each step) and saves the parameters to out. The model is in eval
+// mode: dropout off, so that the ranks' steps and one process's draw
+// nothing at random.
+func trainSteps(g *torch.ProcessGroup, out string) error {
+	m, err := ckpt.Load(os.Getenv("DEEPPACKET_DIST_FIXTURE"))
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	params := m.Store().Parameters()
+	opt := torch.NewSGD(params, torch.SGDConfig{LR: 0.01, Momentum: 0.9})
+	defer opt.Close()
+	rank, world := 0, 1
+	if g != nil {
+		rank, world = g.Rank(), g.WorldSize()
+	}
+	n := equivBatch / world
+	for step := range equivSteps {
+		x, y := equivData(step)
+		x, y = x[rank*n*1500:(rank+1)*n*1500], y[rank*n:(rank+1)*n]
+		s := torch.NewScope()
+		if err := opt.ZeroGrad(); err != nil {
+			return err
+		}
+		loss := m.Forward(torch.FromSlice(s, x, []int64{int64(n), 1, 1500}, torch.CPU)).CrossEntropy(torch.FromSlice(s, y, []int64{int64(n)}, torch.CPU))
+		if err := loss.Backward(); err != nil {
+			return err
+		}
+		if g != nil {
+			if err := dist.AverageGradients(g, params); err != nil {
+				return err
+			}
+		}
+		if err := opt.Step(); err != nil {
+			return err
+		}
+		s.Close()
+	}
+	named := map[string]*torch.Tensor{}
+	for _, v := range m.Store().Vars() {
+		if !v.Buffer {
+			named[v.Name] = v.Tensor
+		}
+	}
+	return torch.SaveTensors(out, named)
+}
+
+// TestTwoRanksEqualOneProcess: two ranks with batch b for 50 SGD steps,
+// their gradients averaged (dist.AverageGradients), end with the parameters
+// of one process with batch 2b over the same samples, within 1e-6, on the
+// small reference CNN (dropout off: eval mode).
+func TestTwoRanksEqualOneProcess(t *testing.T) {
+	fixture := testenv.Shared(t, "fixtures/cnn_small.ckpt")
+	t.Setenv("DEEPPACKET_DIST_FIXTURE", fixture)
+	dir := t.TempDir()
+	port := strconv.Itoa(freePort(t))
+	var children [2]*exec.Cmd
+	var outs [2]strings.Builder
+	for r := range children {
+		children[r] = exec.Command(os.Args[0], "-test.run=^$")
+		children[r].Env = append(os.Environ(), childEnv+"=steps:"+filepath.Join(dir, fmt.Sprintf("rank%d.pt", r)),
+			"MASTER_ADDR=127.0.0.1", "MASTER_PORT="+port, "RANK="+strconv.Itoa(r), "WORLD_SIZE=2")
+		children[r].Stdout, children[r].Stderr = &outs[r], &outs[r]
+		if err := children[r].Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for r, c := range children {
+		if err := c.Wait(); err != nil {
+			t.Fatalf("rank %d: %v\n%s", r, err, outs[r].String())
+		}
+	}
+	alone := filepath.Join(dir, "alone.pt")
+	if err := trainSteps(nil, alone); err != nil {
+		t.Fatal(err)
+	}
+	want, err := ckpt.ReadTensors(alone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r := range 2 {
+		got, err := ckpt.ReadTensors(filepath.Join(dir, fmt.Sprintf("rank%d.pt", r)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		worst := 0.0
+		for name, w := range want {
+			a, errA := got[name].Float32s()
+			b, errB := w.Float32s()
+			if errA != nil || errB != nil || len(a) != len(b) {
+				t.Fatalf("%s: %v %v", name, errA, errB)
+			}
+			for i := range a {
+				worst = max(worst, math.Abs(float64(a[i]-b[i])))
+			}
+		}
+		t.Logf("rank %d after %d steps: largest difference from one process %.2g", r, equivSteps, worst)
+		if worst > 1e-6 {
+			t.Errorf("rank %d's parameters differ from one process's by %g (want ≤ 1e-6)", r, worst)
 		}
 	}
 }
