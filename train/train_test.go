@@ -629,7 +629,8 @@ func readMetricsCSV(r io.Reader) (steps []int64, losses []float64, err error) {
 // MASTER_ADDR and MASTER_PORT, as torchrun gives them) train the small CNN
 // together over libtorch's c10d: both finish, end with the same weights
 // (the trainer checks it, bit for bit, and rank 0 logs it), each logs its
-// rank and the world size, and only rank 0 writes the run folder.
+// rank and the world size, and only rank 0 writes the run folder, whose
+// checkpoint then resumes in a world of one.
 func TestDistributedRun(t *testing.T) {
 	dir := t.TempDir()
 	cfg := smallConfig(writeSet(t, dir, "train", 480, 5, 2), 2)
@@ -683,4 +684,13 @@ func TestDistributedRun(t *testing.T) {
 		t.Errorf("last checkpoint at epoch %d, want 1", ck.Epoch)
 	}
 	ck.Close()
+	// The group's checkpoint resumes in another world size: one process.
+	cfg.Epochs = 3
+	res, err := Train(context.Background(), cfg, Options{RunDir: run, Resume: filepath.Join(run, CheckpointDir, LastCheckpoint)})
+	if err != nil {
+		t.Fatalf("resume the 2-rank run alone: %v", err)
+	}
+	if n := len(res.Epochs); n != 3 || res.Epochs[n-1].Epoch != 2 {
+		t.Errorf("resumed alone: %d epochs, want 3 ending at epoch 2", n)
+	}
 }
