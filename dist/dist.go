@@ -96,8 +96,15 @@ func (e *Env) Join(timeout time.Duration) (*torch.ProcessGroup, error) {
 	if _, err := net.LookupHost(e.MasterAddr); err != nil {
 		return nil, fmt.Errorf("MASTER_ADDR %q: %w", e.MasterAddr, err)
 	}
-	return torch.NewProcessGroup(torch.GroupOptions{
+	o := torch.GroupOptions{
 		Addr: e.MasterAddr, Port: e.MasterPort, Rank: e.Rank, WorldSize: e.WorldSize,
 		HostStore: e.Rank == 0 && !e.AgentStore, Timeout: timeout,
-	})
+	}
+	if e.AgentStore && e.RestartCount > 0 {
+		// torchrun keeps its agent's store across restarts: the group
+		// before left its keys there (the first attempt keeps
+		// torch.distributed's layout, so Python ranks can join it).
+		o.Prefix = fmt.Sprintf("/worker/attempt_%d", e.RestartCount)
+	}
+	return torch.NewProcessGroup(o)
 }

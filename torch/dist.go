@@ -21,6 +21,10 @@ type GroupOptions struct {
 	// Timeout bounds the rendezvous and every collective: a rank that does
 	// not answer within it makes the others fail, not hang.
 	Timeout time.Duration
+	// Prefix goes before the group's store keys: a store that outlives a
+	// group (torchrun's agent's, across restarts) keeps the keys of the
+	// group before. "" is torch.distributed's own layout.
+	Prefix string
 }
 
 // ProcessGroup is a c10d Gloo process group, the one
@@ -37,15 +41,16 @@ func NewProcessGroup(o GroupOptions) (*ProcessGroup, error) {
 	if err := Load(); err != nil {
 		return nil, err
 	}
-	host := cString(o.Addr)
+	host, prefix := cString(o.Addr), cString(o.Prefix)
 	defer freeC(host)
+	defer freeC(prefix)
 	var h C.dpt_pg
 	hostStore := 0
 	if o.HostStore {
 		hostStore = 1
 	}
 	if err := check(C.dpt_pg_new(host, C.int(o.Port), C.int(o.Rank), C.int(o.WorldSize), C.int(hostStore),
-		C.int64_t(o.Timeout.Milliseconds()), &h)); err != nil {
+		C.int64_t(o.Timeout.Milliseconds()), prefix, &h)); err != nil {
 		return nil, fmt.Errorf("join the process group at %s:%d as rank %d of %d: %w", o.Addr, o.Port, o.Rank, o.WorldSize, err)
 	}
 	return &ProcessGroup{h: h, rank: o.Rank, worldSize: o.WorldSize}, nil

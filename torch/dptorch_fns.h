@@ -80,7 +80,7 @@ DPT_FN(dpt_error, dpt_module_load, (const char *path, const char *device, dpt_mo
 DPT_FN(dpt_error, dpt_module_eval, (dpt_module m), (m), dpt_load_failure())
 DPT_FN(dpt_error, dpt_module_forward, (dpt_module m, const dpt_tensor *inputs, int n, dpt_tensor *out), (m, inputs, n, out), dpt_load_failure())
 DPT_VOID(dpt_module_free, (dpt_module m), (m))
-DPT_FN(dpt_error, dpt_pg_new, (const char *host, int port, int rank, int world, int host_store, int64_t timeout_ms, dpt_pg *out), (host, port, rank, world, host_store, timeout_ms, out), dpt_load_failure())
+DPT_FN(dpt_error, dpt_pg_new, (const char *host, int port, int rank, int world, int host_store, int64_t timeout_ms, const char *prefix, dpt_pg *out), (host, port, rank, world, host_store, timeout_ms, prefix, out), dpt_load_failure())
 DPT_VOID(dpt_pg_free, (dpt_pg pg), (pg))
 DPT_FN(dpt_error, dpt_pg_allreduce_sum, (dpt_pg pg, const dpt_tensor *ts, int n), (pg, ts, n), dpt_load_failure())
 DPT_FN(dpt_error, dpt_pg_broadcast, (dpt_pg pg, const dpt_tensor *ts, int n, int root), (pg, ts, n, root), dpt_load_failure())

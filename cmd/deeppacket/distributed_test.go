@@ -6,8 +6,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/deeppacket/deeppacket/ckpt"
 	"github.com/deeppacket/deeppacket/internal/testenv"
@@ -84,4 +87,95 @@ distributed:
 		t.Errorf("last checkpoint at epoch %d, want 1", ck.Epoch)
 	}
 	ck.Close()
+}
+
+// TestTorchrunRestart: torchrun --max-restarts 1, one of its two ranks
+// killed (SIGKILL) once the run has a checkpoint: the others fail, torchrun
+// restarts the group, which resumes from the run's last checkpoint and ends
+// with the weights of a run never interrupted, bit for bit.
+func TestTorchrunRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the CLI and trains two groups")
+	}
+	torchrun := filepath.Join(filepath.Dir(testenv.Python(t)), "torchrun")
+	if _, err := os.Stat(torchrun); err != nil || !strings.Contains(torchrun, ".venv") {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("no torchrun beside the .venv's Python (%s): %v", torchrun, err)
+		}
+		t.Skipf("no .venv torchrun (%s): run scripts/install-deps.sh", torchrun)
+	}
+	dir := t.TempDir()
+	app := iscxSets(t, dir)
+	bin := buildCLI(t)
+	config := filepath.Join(dir, "ddp.yaml")
+	doc := fmt.Sprintf("data:\n  train: %s\ntask: application\nmodel:\n  kind: cnn\n  c1_output_dim: 8\n  c2_output_dim: 8\n"+
+		"epochs: 4\nbatch_size: 16\ndevice: cpu\nthreads: 1\nearly_stopping:\n  enabled: false\ncheckpoint:\n  torchscript: false\ndistributed:\n  timeout_s: 60\n",
+		filepath.Join(app, "train.parquet"))
+	if err := os.WriteFile(config, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	launch := func(run string, restarts int) *exec.Cmd {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		endpoint := l.Addr().String()
+		l.Close()
+		return exec.Command(torchrun, "--no-python", "--nnodes", "1", "--nproc-per-node", "2", "--max-restarts", fmt.Sprint(restarts),
+			"--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, bin, "train", "--quiet", "--config", config, "-o", run)
+	}
+	whole, broken := filepath.Join(dir, "whole"), filepath.Join(dir, "broken")
+	if out, err := launch(whole, 0).CombinedOutput(); err != nil {
+		t.Fatalf("uninterrupted run: %v\n%s", err, out)
+	}
+
+	cmd := launch(broken, 1)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	last := filepath.Join(broken, train.CheckpointDir, train.LastCheckpoint)
+	killed := false
+	for !killed {
+		select {
+		case err := <-done:
+			t.Fatalf("the run ended before a rank could be killed: %v\n%s", err, out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if _, err := os.Stat(last); err != nil {
+			continue
+		}
+		kids, _ := exec.Command("pgrep", "-P", strconv.Itoa(cmd.Process.Pid)).Output()
+		if f := strings.Fields(string(kids)); len(f) > 0 {
+			pid, _ := strconv.Atoi(f[len(f)-1])
+			killed = syscall.Kill(pid, syscall.SIGKILL) == nil
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("torchrun after the kill: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "torchrun restarted the group") {
+		t.Errorf("the restarted group did not say it resumed:\n%s", out.String())
+	}
+	a, err := ckpt.ReadCheckpoint(filepath.Join(whole, train.CheckpointDir, train.LastCheckpoint))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := ckpt.ReadCheckpoint(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if a.Epoch != 3 || b.Epoch != 3 {
+		t.Fatalf("last checkpoints at epochs %d and %d, want 3", a.Epoch, b.Epoch)
+	}
+	for name, w := range a.StateDict {
+		if eq, err := w.Equal(b.StateDict[name]); err != nil || !eq {
+			t.Errorf("%s differs between the restarted run and the uninterrupted one (%v)", name, err)
+		}
+	}
 }

@@ -90,6 +90,21 @@ func runTrain(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	primary := env == nil || env.Rank == 0
+	if last := filepath.Join(out, train.CheckpointDir, train.LastCheckpoint); env != nil && env.RestartCount > 0 && resume == "" {
+		// torchrun restarted the group after a failure: carry on from the
+		// last epoch the run finished (its folder must be the same, -o).
+		if _, err := os.Stat(last); err == nil {
+			resume = last
+			slog.Warn("torchrun restarted the group: resuming", "restart_count", env.RestartCount, "checkpoint", last)
+		} else if primary {
+			// Failed before its first checkpoint: the folder is that
+			// attempt's (the first attempt refused one in use); start over.
+			slog.Warn("torchrun restarted the group before a checkpoint: starting over", "restart_count", env.RestartCount, "run", out)
+			if err := os.RemoveAll(out); err != nil {
+				return err
+			}
+		}
+	}
 	if primary {
 		if err := checkRunDir(cmd, out, resume); err != nil {
 			return err

@@ -55,7 +55,8 @@ std::vector<std::shared_ptr<::gloo::transport::Device>> devices() {
 
 extern "C" {
 
-dpt_error dpt_pg_new(const char *host, int port, int rank, int world, int host_store, int64_t timeout_ms, dpt_pg *out) {
+dpt_error dpt_pg_new(const char *host, int port, int rank, int world, int host_store, int64_t timeout_ms, const char *prefix,
+                     dpt_pg *out) {
   return guarded([&] {
     auto timeout = std::chrono::milliseconds(timeout_ms);
     c10d::TCPStoreOptions o;
@@ -64,11 +65,14 @@ dpt_error dpt_pg_new(const char *host, int port, int rank, int world, int host_s
     o.numWorkers = world;
     o.waitWorkers = true;
     o.timeout = timeout;
-    auto tcp = c10::make_intrusive<c10d::TCPStore>(host, o);
+    c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::TCPStore>(host, o);
+    // A store that outlives a group (torchrun's agent's, across restarts)
+    // keeps the keys of the group before: each attempt takes its own prefix.
+    if (prefix != nullptr && prefix[0] != '\0') store = c10::make_intrusive<c10d::PrefixStore>(prefix, store);
     // torch.distributed's keys: PrefixStore("default_pg") in
     // init_process_group, "<group name>/" (the default group is "0") and
     // "<device>/" in _new_process_group_helper.
-    c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::PrefixStore>("default_pg", tcp);
+    store = c10::make_intrusive<c10d::PrefixStore>("default_pg", store);
     store = c10::make_intrusive<c10d::PrefixStore>("0/", store);
     store = c10::make_intrusive<c10d::PrefixStore>("cpu/", store);
     auto opts = c10d::ProcessGroupGloo::Options::create();

@@ -129,8 +129,10 @@ void dpt_module_free(dpt_module m);
 /* c10d (dist.cpp): the store and the Gloo process group of
  * torch.distributed's init_process_group("gloo", "env://"), with its key
  * prefixes. host_store: this rank runs the TCPStore server (rank 0, unless
- * torchrun's agent already runs one). Collectives work in place. */
-dpt_error dpt_pg_new(const char *host, int port, int rank, int world, int host_store, int64_t timeout_ms, dpt_pg *out);
+ * torchrun's agent already runs one); prefix (or "") goes before all keys.
+ * Collectives work in place. */
+dpt_error dpt_pg_new(const char *host, int port, int rank, int world, int host_store, int64_t timeout_ms, const char *prefix,
+                     dpt_pg *out);
 void dpt_pg_free(dpt_pg pg);
 dpt_error dpt_pg_allreduce_sum(dpt_pg pg, const dpt_tensor *ts, int n);
 dpt_error dpt_pg_broadcast(dpt_pg pg, const dpt_tensor *ts, int n, int root);
