@@ -35,7 +35,7 @@ func freePort(t *testing.T) int {
 // a Python rank (torch.distributed, init_process_group("gloo", "env://"),
 // the same PyTorch as the build) form one process group; each computes the
 // reference CNN's gradients on its own batch, both average them over the
-// group in DistributedDataParallel's buckets (dist.AverageGradients here,
+// group in DistributedDataParallel's buckets (dist.GradSync here,
 // the same layout with dist.all_reduce there) and take an SGD step: both
 // end with the same parameters, bit for bit.
 func TestGoAndPythonShareAGroup(t *testing.T) {
@@ -95,7 +95,9 @@ func TestGoAndPythonShareAGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	params := m.Store().Parameters()
-	if err := dist.AverageGradients(g, params); err != nil {
+	sync := dist.NewGradSync(g, params)
+	defer sync.Close()
+	if err := sync.Average(); err != nil {
 		t.Fatal(err)
 	}
 	err = torch.NoGrad(func() error {
@@ -390,8 +392,11 @@ func trainSteps(g *torch.ProcessGroup, out string) error {
 	opt := torch.NewSGD(params, torch.SGDConfig{LR: 0.01, Momentum: 0.9})
 	defer opt.Close()
 	rank, world := 0, 1
+	var sync *dist.GradSync
 	if g != nil {
 		rank, world = g.Rank(), g.WorldSize()
+		sync = dist.NewGradSync(g, params)
+		defer sync.Close()
 	}
 	n := equivBatch / world
 	for step := range equivSteps {
@@ -405,8 +410,8 @@ func trainSteps(g *torch.ProcessGroup, out string) error {
 		if err := loss.Backward(); err != nil {
 			return err
 		}
-		if g != nil {
-			if err := dist.AverageGradients(g, params); err != nil {
+		if sync != nil {
+			if err := sync.Average(); err != nil {
 				return err
 			}
 		}
@@ -425,7 +430,7 @@ func trainSteps(g *torch.ProcessGroup, out string) error {
 }
 
 // TestTwoRanksEqualOneProcess: two ranks with batch b for 50 SGD steps,
-// their gradients averaged (dist.AverageGradients), end with the parameters
+// their gradients averaged (dist.GradSync), end with the parameters
 // of one process with batch 2b over the same samples, within 1e-6, on the
 // small reference CNN (dropout off: eval mode).
 func TestTwoRanksEqualOneProcess(t *testing.T) {

@@ -28,9 +28,10 @@ import (
 
 // group is a trainer's place in a distributed run; nil when it runs alone.
 type group struct {
-	env *dist.Env
-	pg  *torch.ProcessGroup
-	tmp string // rank > 0: the run folder it writes instead of the real one
+	env  *dist.Env
+	pg   *torch.ProcessGroup
+	sync *dist.GradSync // made by start, once the model is
+	tmp  string         // rank > 0: the run folder it writes instead of the real one
 }
 
 // joinGroup joins the process group the environment describes (nil, nil
@@ -74,6 +75,9 @@ func joinGroup(cfg Config, opts *Options) (*group, error) {
 func (g *group) close() {
 	if g == nil {
 		return
+	}
+	if g.sync != nil {
+		g.sync.Close()
 	}
 	if g.pg != nil {
 		g.pg.Close()
@@ -143,6 +147,7 @@ func (g *group) start(t *trainer) error {
 	if err := dist.Broadcast(g.pg, tensors); err != nil {
 		return fmt.Errorf("distributed: broadcast rank 0's weights: %w", err)
 	}
+	g.sync = dist.NewGradSync(g.pg, t.model.Store().Parameters())
 	slog.Info("distributed: ranks agree", "config_hash", fmt.Sprintf("%016x", sum), "tensors_broadcast", len(tensors))
 	return nil
 }
@@ -212,7 +217,7 @@ func (g *group) averageGradients(t *trainer) error {
 	if g == nil {
 		return nil
 	}
-	return dist.AverageGradients(g.pg, t.model.Store().Parameters())
+	return g.sync.Average()
 }
 
 // epochLoss averages an epoch's summed loss and sample count over the

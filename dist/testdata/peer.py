@@ -3,7 +3,8 @@ process group through torch.distributed (gloo, env://: MASTER_ADDR,
 MASTER_PORT, RANK, WORLD_SIZE from the environment), computes the reference
 CNN's gradients on its own batch, averages them over the ranks in the
 buckets DistributedDataParallel uses (reverse parameter order, the first
-bucket closed at 1 MiB, the next at 25 MiB, one flattened all-reduce each),
+bucket closed at 1 MiB, the next at 25 MiB; each flattened, divided by the
+world size and all-reduced),
 takes an SGD step and saves its parameters.
 
 Usage: peer.py CHECKPOINT IN.pt OUT.pt LR
@@ -44,9 +45,8 @@ if cur:
 world = dist.get_world_size()
 with torch.no_grad():
     for bucket in buckets:
-        flat = torch.cat([params[i].grad.reshape(-1) for i in bucket])
-        dist.all_reduce(flat)
-        mean = flat / world
+        mean = torch.cat([params[i].grad.reshape(-1) for i in bucket]) / world
+        dist.all_reduce(mean)
         at = 0
         for i in bucket:
             n = params[i].numel()

@@ -80,8 +80,8 @@ dpt_error dpt_dropout(dpt_tensor x, double p, int training, dpt_tensor *out);
 dpt_error dpt_unary(int op, dpt_tensor x, dpt_tensor *out);
 enum { DPT_RELU = 0, DPT_SIGMOID = 1, DPT_NEG = 2, DPT_SQRT = 3, DPT_EXP = 4, DPT_LOG = 5, DPT_TANH = 6, DPT_ABS = 7 };
 dpt_error dpt_binary(int op, dpt_tensor a, dpt_tensor b, double alpha, dpt_tensor *out);
-enum { DPT_ADD = 0, DPT_SUB = 1, DPT_MUL = 2, DPT_DIV = 3, DPT_ADD_ = 4, DPT_EQ = 5 };
-dpt_error dpt_scalar_op(int op, dpt_tensor a, double s, dpt_tensor *out); /* op: DPT_ADD, DPT_SUB, DPT_MUL, DPT_DIV */
+enum { DPT_ADD = 0, DPT_SUB = 1, DPT_MUL = 2, DPT_DIV = 3, DPT_ADD_ = 4, DPT_EQ = 5, DPT_DIV_ = 6 };
+dpt_error dpt_scalar_op(int op, dpt_tensor a, double s, dpt_tensor *out); /* op: DPT_ADD, DPT_SUB, DPT_MUL, DPT_DIV; DPT_DIV_ in place (out untouched) */
 dpt_error dpt_pad(dpt_tensor x, const int64_t *pad, int npad, double value, dpt_tensor *out);
 dpt_error dpt_transpose(dpt_tensor x, int64_t d0, int64_t d1, dpt_tensor *out);
 dpt_error dpt_reshape(dpt_tensor x, const int64_t *shape, int ndim, int view, dpt_tensor *out);
