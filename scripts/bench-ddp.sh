@@ -47,7 +47,8 @@ timed "$TORCHRUN" --no-python --nnodes 1 --nproc-per-node 2 --rdzv-backend c10d 
 two=$(rate "$TMP/two")
 echo "deeppacket 2 ranks x 1 thread (torchrun): $two samples/s ($(cpu_split))"
 
-py=$(DEEPPACKET_THREADS=1 "$TORCHRUN" --nnodes 1 --nproc-per-node 2 --rdzv-backend c10d --rdzv-endpoint "127.0.0.1:$(port)" \
-	scripts/bench_ddp.py "$set_dir" 2>/dev/null | grep pytorch_ddp_ranks)
+DEEPPACKET_THREADS=1 "$TORCHRUN" --nnodes 1 --nproc-per-node 2 --rdzv-backend c10d --rdzv-endpoint "127.0.0.1:$(port)" \
+	scripts/bench_ddp.py "$set_dir" > "$TMP/py.log" 2>&1 || { cat "$TMP/py.log" >&2; die "PyTorch DDP failed"; }
+py=$(grep pytorch_ddp_ranks "$TMP/py.log")
 echo "$py"
 ratio_line 2 %s go_samples_per_s "$two" pytorch_samples_per_s "$(value pytorch_samples_per_s <<<"$py")"

@@ -82,16 +82,53 @@ func (g *ProcessGroup) Barrier() error {
 }
 
 // collective runs call on t's handle. (c10d's lists hold one tensor per
-// device of a rank; a CPU rank has one.)
+// device of a rank; a CPU rank has one.) A failure names the ranks lost.
 func (g *ProcessGroup) collective(what string, t *Tensor, call func(*C.dpt_tensor) C.dpt_error) error {
 	if err := t.Err(); err != nil {
 		return err
 	}
 	h := t.h
 	if err := check(call(&h)); err != nil {
-		return fmt.Errorf("rank %d of %d: %s: %w", g.rank, g.worldSize, what, err)
+		return fmt.Errorf("rank %d of %d: %s: %s: %w", g.rank, g.worldSize, what, g.lost(), err)
 	}
 	return nil
+}
+
+// lost says which ranks are gone after a collective failed: the survivors
+// each mark themselves in the group's store, then see, for up to 3 s,
+// which marks appear; a rank whose mark does not is named. Without the
+// store (rank 0 hosts it), rank 0 is.
+func (g *ProcessGroup) lost() string {
+	mark := func(r int) *C.char { return cString(fmt.Sprintf("deeppacket_failed/%d", r)) }
+	me, yes := mark(g.rank), cString("1")
+	defer freeC(me)
+	defer freeC(yes)
+	if check(C.dpt_pg_store_set(g.h, me, yes)) != nil {
+		return "lost rank 0 (its store is gone)"
+	}
+	var missing []int
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		missing = missing[:0]
+		for r := range g.worldSize {
+			k := mark(r)
+			var present C.int
+			err := check(C.dpt_pg_store_check(g.h, k, &present))
+			freeC(k)
+			if err != nil {
+				return "lost rank 0 (its store is gone)"
+			}
+			if present == 0 {
+				missing = append(missing, r)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(missing) == 0 {
+		return "no rank lost (every rank saw the failure)"
+	}
+	return fmt.Sprintf("lost rank(s) %v", missing)
 }
 
 // Close leaves the group.

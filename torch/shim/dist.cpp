@@ -101,6 +101,17 @@ dpt_error dpt_pg_broadcast(dpt_pg pg, const dpt_tensor *ts, int n, int root) {
   });
 }
 
+dpt_error dpt_pg_store_set(dpt_pg pg, const char *key, const char *value) {
+  return guarded([&] {
+    std::string v(value);
+    pg->store->set(key, std::vector<uint8_t>(v.begin(), v.end()));
+  });
+}
+
+dpt_error dpt_pg_store_check(dpt_pg pg, const char *key, int *present) {
+  return guarded([&] { *present = pg->store->check({std::string(key)}) ? 1 : 0; });
+}
+
 dpt_error dpt_pg_barrier(dpt_pg pg) {
   return guarded([&] { pg->pg->barrier()->wait(); });
 }
