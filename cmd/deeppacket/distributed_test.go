@@ -26,36 +26,9 @@ func TestTorchrun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the CLI and trains two processes")
 	}
-	torchrun := filepath.Join(filepath.Dir(testenv.Python(t)), "torchrun")
-	if _, err := os.Stat(torchrun); err != nil || !strings.Contains(torchrun, ".venv") {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("no torchrun beside the .venv's Python (%s): %v", torchrun, err)
-		}
-		t.Skipf("no .venv torchrun (%s; Debian's crashes on Python 3.11): run scripts/install-deps.sh", torchrun)
-	}
+	torchrun := venvTorchrun(t)
 	dir := t.TempDir()
-	app := iscxSets(t, dir)
-	bin := buildCLI(t)
-	config := filepath.Join(dir, "ddp.yaml")
-	doc := fmt.Sprintf(`data:
-  train: %s
-task: application
-model:
-  kind: cnn
-  c1_output_dim: 8
-  c2_output_dim: 8
-epochs: 2
-batch_size: 16
-device: cpu
-threads: 1
-checkpoint:
-  torchscript: false
-distributed:
-  timeout_s: 120
-`, filepath.Join(app, "train.parquet"))
-	if err := os.WriteFile(config, []byte(doc), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	bin, config := buildCLI(t), ddpConfig(t, dir, 2)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -97,23 +70,9 @@ func TestTorchrunRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the CLI and trains two groups")
 	}
-	torchrun := filepath.Join(filepath.Dir(testenv.Python(t)), "torchrun")
-	if _, err := os.Stat(torchrun); err != nil || !strings.Contains(torchrun, ".venv") {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("no torchrun beside the .venv's Python (%s): %v", torchrun, err)
-		}
-		t.Skipf("no .venv torchrun (%s): run scripts/install-deps.sh", torchrun)
-	}
+	torchrun := venvTorchrun(t)
 	dir := t.TempDir()
-	app := iscxSets(t, dir)
-	bin := buildCLI(t)
-	config := filepath.Join(dir, "ddp.yaml")
-	doc := fmt.Sprintf("data:\n  train: %s\ntask: application\nmodel:\n  kind: cnn\n  c1_output_dim: 8\n  c2_output_dim: 8\n"+
-		"epochs: 4\nbatch_size: 16\ndevice: cpu\nthreads: 1\nearly_stopping:\n  enabled: false\ncheckpoint:\n  torchscript: false\ndistributed:\n  timeout_s: 60\n",
-		filepath.Join(app, "train.parquet"))
-	if err := os.WriteFile(config, []byte(doc), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	bin, config := buildCLI(t), ddpConfig(t, dir, 4)
 	launch := func(run string, restarts int) *exec.Cmd {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -178,4 +137,50 @@ func TestTorchrunRestart(t *testing.T) {
 			t.Errorf("%s differs between the restarted run and the uninterrupted one (%v)", name, err)
 		}
 	}
+}
+
+// venvTorchrun is the .venv's torchrun (Debian's crashes on Python 3.11
+// before it starts a worker): a skip with the reason without it, a failure
+// under CI.
+func venvTorchrun(t *testing.T) string {
+	t.Helper()
+	torchrun := filepath.Join(filepath.Dir(testenv.Python(t)), "torchrun")
+	if _, err := os.Stat(torchrun); err != nil || !strings.Contains(torchrun, ".venv") {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("no torchrun beside the .venv's Python (%s): %v", torchrun, err)
+		}
+		t.Skipf("no .venv torchrun (%s): run scripts/install-deps.sh", torchrun)
+	}
+	return torchrun
+}
+
+// ddpConfig writes, in dir, the config of a small CNN trained for epochs on
+// the ISCX application set (iscxSets), on the CPU, one thread a rank, with
+// early stopping off, and returns its path.
+func ddpConfig(t *testing.T, dir string, epochs int) string {
+	t.Helper()
+	app := iscxSets(t, dir)
+	doc := fmt.Sprintf(`data:
+  train: %s
+task: application
+model:
+  kind: cnn
+  c1_output_dim: 8
+  c2_output_dim: 8
+epochs: %d
+batch_size: 16
+device: cpu
+threads: 1
+early_stopping:
+  enabled: false
+checkpoint:
+  torchscript: false
+distributed:
+  timeout_s: 120
+`, filepath.Join(app, "train.parquet"), epochs)
+	config := filepath.Join(dir, "ddp.yaml")
+	if err := os.WriteFile(config, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return config
 }
