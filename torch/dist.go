@@ -73,14 +73,6 @@ func (g *ProcessGroup) Broadcast(t *Tensor, root int) error {
 	return g.collective("broadcast", t, func(p *C.dpt_tensor) C.dpt_error { return C.dpt_pg_broadcast(g.h, p, 1, C.int(root)) })
 }
 
-// Barrier waits for every rank (dist.barrier).
-func (g *ProcessGroup) Barrier() error {
-	if err := check(C.dpt_pg_barrier(g.h)); err != nil {
-		return fmt.Errorf("rank %d: barrier: %w", g.rank, err)
-	}
-	return nil
-}
-
 // collective runs call on t's handle. (c10d's lists hold one tensor per
 // device of a rank; a CPU rank has one.) A failure names the ranks lost.
 func (g *ProcessGroup) collective(what string, t *Tensor, call func(*C.dpt_tensor) C.dpt_error) error {

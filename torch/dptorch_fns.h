@@ -84,7 +84,6 @@ DPT_FN(dpt_error, dpt_pg_new, (const char *host, int port, int rank, int world, 
 DPT_VOID(dpt_pg_free, (dpt_pg pg), (pg))
 DPT_FN(dpt_error, dpt_pg_allreduce_sum, (dpt_pg pg, const dpt_tensor *ts, int n), (pg, ts, n), dpt_load_failure())
 DPT_FN(dpt_error, dpt_pg_broadcast, (dpt_pg pg, const dpt_tensor *ts, int n, int root), (pg, ts, n, root), dpt_load_failure())
-DPT_FN(dpt_error, dpt_pg_barrier, (dpt_pg pg), (pg), dpt_load_failure())
 DPT_FN(dpt_error, dpt_pg_store_set, (dpt_pg pg, const char *key, const char *value), (pg, key, value), dpt_load_failure())
 DPT_FN(dpt_error, dpt_pg_store_check, (dpt_pg pg, const char *key, int *present), (pg, key, present), dpt_load_failure())
 DPT_FN(dpt_error, dpt_randperm, (int64_t n, uint64_t seed, dpt_tensor *out), (n, seed, out), dpt_load_failure())

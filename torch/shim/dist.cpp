@@ -1,6 +1,6 @@
 // dist.cpp: libtorch's c10d for the Go side, behind the plain C API of
 // dptorch.h: a TCPStore rendezvous and a Gloo process group, with the
-// collectives data-parallel training uses (all-reduce, broadcast, barrier).
+// collectives data-parallel training uses (all-reduce, broadcast).
 // No protocol of our own: the store and the group are the ones PyTorch's
 // torch.distributed makes for init_process_group("gloo", "env://"), with the
 // same key prefixes, so that Go and Python ranks can share one group.
@@ -110,10 +110,6 @@ dpt_error dpt_pg_store_set(dpt_pg pg, const char *key, const char *value) {
 
 dpt_error dpt_pg_store_check(dpt_pg pg, const char *key, int *present) {
   return guarded([&] { *present = pg->store->check({std::string(key)}) ? 1 : 0; });
-}
-
-dpt_error dpt_pg_barrier(dpt_pg pg) {
-  return guarded([&] { pg->pg->barrier()->wait(); });
 }
 
 }  // extern "C"

@@ -136,7 +136,6 @@ dpt_error dpt_pg_new(const char *host, int port, int rank, int world, int host_s
 void dpt_pg_free(dpt_pg pg);
 dpt_error dpt_pg_allreduce_sum(dpt_pg pg, const dpt_tensor *ts, int n);
 dpt_error dpt_pg_broadcast(dpt_pg pg, const dpt_tensor *ts, int n, int root);
-dpt_error dpt_pg_barrier(dpt_pg pg);
 dpt_error dpt_pg_store_set(dpt_pg pg, const char *key, const char *value); /* the group's store (its prefix) */
 dpt_error dpt_pg_store_check(dpt_pg pg, const char *key, int *present);
 dpt_error dpt_randperm(int64_t n, uint64_t seed, dpt_tensor *out); /* torch.randperm(n, generator seeded with seed) */
