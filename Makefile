@@ -43,8 +43,11 @@ endif
 
 CXXFLAGS ?= -O3
 # c10d's Gloo process group (dist.cpp): PyTorch's libtorch_cpu has it built in;
-# its headers need USE_C10D_GLOO and Gloo's (Debian's libgloo-dev).
-SHIM_FLAGS := -std=$(CXXSTD) -ffp-contract=off -fPIC -Wall -Wno-unused-parameter -DUSE_C10D_GLOO $(TORCH_CFLAGS)
+# its headers need USE_C10D_GLOO and Gloo's (Debian's libgloo-dev). Without
+# Gloo's headers the shim still builds, and distributed training says why it
+# cannot run.
+GLOO_CFLAGS := $(if $(wildcard /usr/include/gloo/algorithm.h),-DUSE_C10D_GLOO,-DDPT_NO_GLOO)
+SHIM_FLAGS := -std=$(CXXSTD) -ffp-contract=off -fPIC -Wall -Wno-unused-parameter $(GLOO_CFLAGS) $(TORCH_CFLAGS)
 
 .PHONY: FORCE all build shim test test-torch113 test-cpu-variants test-short vet fmt bench bench-train bench-train-epoch bench-ddp bench-preprocess bench-split bench-predict bench-live demo clean
 

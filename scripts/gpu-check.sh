@@ -13,7 +13,10 @@
 # cuda against PyTorch on cuda; a training step of the reference application
 # CNN on cuda through the binding and through PyTorch eager (ratio, as
 # `make bench-train`); `deeppacket predict` with a reference-shaped ResNet on
-# cuda and on the CPU over synthetic captures (packets/s). Exit status: the
+# cuda and on the CPU over synthetic captures (packets/s); data-parallel
+# training over c10d's Gloo (two ranks: this build binds no NCCL, so the
+# ranks train on the CPU even here; a Go and a Python rank in one group, the
+# 2-rank/1-process equivalence, a lost rank). Exit status: the
 # number of failed checks. Record what it prints in BENCHMARKS.md with the GPU.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +25,8 @@ OUT=build/gpu
 
 if [ "${1:-}" = "prepare" ]; then
 	mkdir -p "$OUT"
-	go test -c -o "$OUT/torch.test" ./torch && go build -o "$OUT/deeppacket" ./cmd/deeppacket || exit 1
+	go test -c -o "$OUT/torch.test" ./torch && go test -c -o "$OUT/dist.test" ./dist &&
+		go build -o "$OUT/deeppacket" ./cmd/deeppacket || exit 1
 	ls -la "$OUT"
 	exit 0
 fi
@@ -98,5 +102,8 @@ for device in cuda cpu; do
 		failed=$((failed + 1))
 	fi
 done
+# Distributed: c10d's Gloo group (NCCL is not bound: CPU ranks).
+check dist_gloo sh -c "cd dist && ../$OUT/dist.test -test.count=1 -test.run 'TestGoAndPythonShareAGroup|TestTwoRanksEqualOneProcess|TestLostRank' -test.v"
+
 summary "failed=$failed"
 exit "$failed"

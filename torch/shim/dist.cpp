@@ -6,6 +6,28 @@
 // same key prefixes, so that Go and Python ranks can share one group.
 #include "shim.hpp"
 
+#ifdef DPT_NO_GLOO
+// Built without Gloo's headers (libgloo-dev): every call says so.
+
+struct dpt_pg_s {};
+
+extern "C" {
+
+static dpt_error no_gloo() {
+  return strdup("this shim was built without Gloo's headers: install libgloo-dev (scripts/install-deps.sh) and rebuild (make shim)");
+}
+
+dpt_error dpt_pg_new(const char *, int, int, int, int, int64_t, const char *, dpt_pg *) { return no_gloo(); }
+void dpt_pg_free(dpt_pg pg) { delete pg; }
+dpt_error dpt_pg_allreduce_sum(dpt_pg, const dpt_tensor *, int) { return no_gloo(); }
+dpt_error dpt_pg_broadcast(dpt_pg, const dpt_tensor *, int, int) { return no_gloo(); }
+dpt_error dpt_pg_store_set(dpt_pg, const char *, const char *) { return no_gloo(); }
+dpt_error dpt_pg_store_check(dpt_pg, const char *, int *) { return no_gloo(); }
+
+}  // extern "C"
+
+#else
+
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -113,3 +135,5 @@ dpt_error dpt_pg_store_check(dpt_pg pg, const char *key, int *present) {
 }
 
 }  // extern "C"
+
+#endif  // DPT_NO_GLOO
