@@ -29,7 +29,7 @@ func newCNN(b base) (*CNN, error) {
 		torch.Conv1dLayer(torch.Conv1dConfig{In: c1Out, Out: c2Out, Kernel: c2K, Stride: c2S}), torch.ReLULayer()); err != nil {
 		return nil, err
 	}
-	if m.pooledHead, err = newPooledHead(root, signal, outDim, m.convs); err != nil {
+	if m.pooledHead, err = newPooledHead(b, signal, outDim, m.convs); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -107,6 +107,11 @@ type Spec struct {
 	// port masking; its SignalLength is the model's signal_length).
 	// Reference checkpoints expect features.LayoutReference.
 	Preprocessing features.Options
+	// Dropout, when set, is every dropout layer's probability in training
+	// (nil: the reference's, 0.05 in the dense layers and 0.5 in the
+	// ResNet's blocks). It is not a hyperparameter: checkpoints do not keep
+	// it, and inference does not use it.
+	Dropout *float64
 }
 
 // Model is a Deep Packet classifier: feature vectors [batch, 1,
@@ -140,6 +145,15 @@ func (b *base) Store() *torch.Store             { return b.store }
 func (b *base) OutputDim() int                  { return b.outputDim }
 func (b *base) Close()                          { b.store.Close() }
 func (b *base) Preprocessing() features.Options { return b.spec.Preprocessing }
+
+// dropout is a dropout layer's probability: the spec's, or the
+// reference's for that layer.
+func (b *base) dropout(reference float64) float64 {
+	if b.spec.Dropout != nil {
+		return *b.spec.Dropout
+	}
+	return reference
+}
 
 // New builds a model from its spec with freshly initialised parameters,
 // drawing from torch's default generator exactly as the reference's
@@ -192,12 +206,12 @@ func KindOf(names []string) (Kind, error) {
 
 // denseHead builds the reference's fc1 (→200), fc2 (→100), fc3 (→50), each
 // Linear, Dropout(0.05), ReLU, and out (50→output_dim).
-func denseHead(root torch.Path, in, outputDim int64) (*head, error) {
+func denseHead(root torch.Path, in, outputDim int64, dropout float64) (*head, error) {
 	h := &head{}
 	dims := []int64{in, 200, 100, 50}
 	for i := range 3 {
 		fc, err := torch.NewSequential(root.Sub(fmt.Sprintf("fc%d", i+1)),
-			torch.LinearLayer(dims[i], dims[i+1]), torch.DropoutLayer(0.05), torch.ReLULayer())
+			torch.LinearLayer(dims[i], dims[i+1]), torch.DropoutLayer(dropout), torch.ReLULayer())
 		if err != nil {
 			return nil, err
 		}
@@ -239,13 +253,13 @@ type pooledHead struct {
 // newPooledHead builds the pool and the dense head after convs, whose
 // parameters must already exist: the dummy draw comes between theirs and
 // the head's, as in the reference's constructors.
-func newPooledHead(root torch.Path, signal, outputDim int64, convs func(*torch.Tensor) *torch.Tensor) (pooledHead, error) {
+func newPooledHead(b base, signal, outputDim int64, convs func(*torch.Tensor) *torch.Tensor) (pooledHead, error) {
 	p := pooledHead{convs: convs, pool: torch.MaxPool1d{Options: torch.MaxPool1dOptions{Kernel: 2}}}
 	flat, err := flatSize(signal, p.features)
 	if err != nil {
 		return p, err
 	}
-	p.head, err = denseHead(root, flat, outputDim)
+	p.head, err = denseHead(b.store.Root(), flat, outputDim, b.dropout(0.05))
 	return p, err
 }
 

@@ -35,10 +35,10 @@ func newResNet(b base) (*ResNet, error) {
 	c1Out, c1K, c1S, groups, nBlock, outDim, signal := h[0], h[1], h[2], h[3], h[4], h[5], h[6]
 	root := b.store.Root()
 	m := &ResNet{base: b}
-	if m.net, err = newResNet1d(root.Sub("conv1").Sub("0"), c1Out, c1K, c1S, groups, nBlock, c1Out); err != nil {
+	if m.net, err = newResNet1d(root.Sub("conv1").Sub("0"), c1Out, c1K, c1S, groups, nBlock, c1Out, b.dropout(0.5)); err != nil {
 		return nil, err
 	}
-	if m.pooledHead, err = newPooledHead(root, signal, outDim, m.convs); err != nil {
+	if m.pooledHead, err = newPooledHead(b, signal, outDim, m.convs); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -97,7 +97,7 @@ type basicBlock struct {
 	conv1, conv2      *sameConv
 }
 
-func newBasicBlock(p torch.Path, in, out, kernel, stride, groups int64, downsample, first bool) (*basicBlock, error) {
+func newBasicBlock(p torch.Path, in, out, kernel, stride, groups int64, downsample, first bool, dropout float64) (*basicBlock, error) {
 	if !downsample {
 		stride = 1
 	}
@@ -108,7 +108,7 @@ func newBasicBlock(p torch.Path, in, out, kernel, stride, groups int64, downsamp
 	if b.bn1, err = torch.NewBatchNorm1d(p.Sub("bn1"), in); err != nil {
 		return nil, err
 	}
-	do, _ := torch.DropoutLayer(0.5)(p.Sub("do1"))
+	do, _ := torch.DropoutLayer(dropout)(p.Sub("do1"))
 	b.do1 = do
 	if b.conv1, err = newSameConv(p.Sub("conv1"), in, out, kernel, stride, groups); err != nil {
 		return nil, err
@@ -116,7 +116,7 @@ func newBasicBlock(p torch.Path, in, out, kernel, stride, groups int64, downsamp
 	if b.bn2, err = torch.NewBatchNorm1d(p.Sub("bn2"), out); err != nil {
 		return nil, err
 	}
-	do, _ = torch.DropoutLayer(0.5)(p.Sub("do2"))
+	do, _ = torch.DropoutLayer(dropout)(p.Sub("do2"))
 	b.do2 = do
 	if b.conv2, err = newSameConv(p.Sub("conv2"), out, out, kernel, 1, groups); err != nil {
 		return nil, err
@@ -171,7 +171,7 @@ func blockChannels(i, base int64) (in, out int64) {
 	return in, out
 }
 
-func newResNet1d(p torch.Path, baseFilters, kernel, stride, groups, nBlock, nClasses int64) (*resNet1d, error) {
+func newResNet1d(p torch.Path, baseFilters, kernel, stride, groups, nBlock, nClasses int64, dropout float64) (*resNet1d, error) {
 	if nBlock > 64 {
 		return nil, fmt.Errorf("c1_n_block %d: at most 64 blocks", nBlock)
 	}
@@ -188,7 +188,7 @@ func newResNet1d(p torch.Path, baseFilters, kernel, stride, groups, nBlock, nCla
 	for i := range nBlock {
 		var in int64
 		in, out = blockChannels(i, baseFilters)
-		b, err := newBasicBlock(list.Sub(fmt.Sprint(i)), in, out, kernel, stride, groups, i%downsampleGap == 1, i == 0)
+		b, err := newBasicBlock(list.Sub(fmt.Sprint(i)), in, out, kernel, stride, groups, i%downsampleGap == 1, i == 0, dropout)
 		if err != nil {
 			return nil, err
 		}

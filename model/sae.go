@@ -45,7 +45,7 @@ func newSAE(b base) (*SAE, error) {
 	in := h[0]
 	for i, d := range m.hidden {
 		fc, err := torch.NewSequential(root.Sub(fmt.Sprintf("fc%d", i+1)),
-			torch.LinearLayer(in, d), torch.DropoutLayer(0.05), torch.ReLULayer())
+			torch.LinearLayer(in, d), torch.DropoutLayer(b.dropout(0.05)), torch.ReLULayer())
 		if err != nil {
 			return nil, err
 		}

@@ -60,6 +60,10 @@ type ModelConfig struct {
 	SignalLength int64  `mapstructure:"signal_length"`
 	// HiddenDims are the SAE's hidden layer sizes.
 	HiddenDims []int64 `mapstructure:"hidden_dims"`
+	// Dropout is every dropout layer's probability in training; -1 keeps
+	// the reference's (0.05 in the dense layers, 0.5 in the ResNet's
+	// blocks). Not a hyperparameter: checkpoints do not keep it.
+	Dropout float64 `mapstructure:"dropout"`
 }
 
 // OptimizerConfig is torch.optim.Adam's (or SGD's) arguments.
@@ -82,6 +86,12 @@ type LoaderConfig struct {
 	ReadAhead     int `mapstructure:"read_ahead"`
 	Workers       int `mapstructure:"workers"`
 	ShuffleWindow int `mapstructure:"shuffle_window"`
+	// DropLast leaves out each training epoch's last batch when it is
+	// smaller than batch_size (DataLoader's drop_last; evaluation keeps
+	// every row), and in a distributed run the rows past a multiple of the
+	// world size (DistributedSampler's drop_last) instead of repeating
+	// some.
+	DropLast bool `mapstructure:"drop_last"`
 }
 
 // EarlyStoppingConfig is Lightning's EarlyStopping callback.
@@ -122,7 +132,7 @@ func DefaultConfig() Config {
 			Kind: "cnn", C1OutputDim: 200, C1KernelSize: 4, C1Stride: 3,
 			C2OutputDim: 200, C2KernelSize: 5, C2Stride: 1,
 			C1Groups: 1, C1NBlock: 4,
-			OutputDim: 17, SignalLength: 1500, HiddenDims: []int64{400, 300, 200, 100, 50},
+			OutputDim: 17, SignalLength: 1500, HiddenDims: []int64{400, 300, 200, 100, 50}, Dropout: -1,
 		},
 		Epochs:    20,
 		BatchSize: 16,
@@ -200,6 +210,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Model.OutputDim < 2 {
 		bad("model.output_dim %d: want at least 2 classes", c.Model.OutputDim)
+	}
+	if d := c.Model.Dropout; d != -1 && !(d >= 0 && d < 1) {
+		bad("model.dropout %g: want -1 (the reference's) or a probability in [0, 1)", d)
 	}
 	if c.Model.SignalLength < 1 {
 		bad("model.signal_length %d: want at least 1", c.Model.SignalLength)

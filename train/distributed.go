@@ -109,15 +109,16 @@ func (w warnOnly) WithAttrs(a []slog.Attr) slog.Handler { return warnOnly{w.Hand
 func (w warnOnly) WithGroup(n string) slog.Handler      { return warnOnly{w.Handler.WithGroup(n)} }
 
 // shard makes the training loader read this rank's DistributedSampler
-// share of each epoch (shuffled from the config's seed, padded as
-// DistributedSampler pads).
+// share of each epoch: shuffled from the config's seed, padded as
+// DistributedSampler pads, or with the loader's drop_last cut as its
+// drop_last cuts (so that no rank repeats a row to fill the last batches).
 func (g *group) shard(o *loader.Options, seed uint64) {
 	if g == nil {
 		return
 	}
-	rank, world := g.env.Rank, g.env.WorldSize
+	rank, world, drop := g.env.Rank, g.env.WorldSize, o.DropLast
 	o.Indices = func(epoch int, rows int64) ([]int64, error) {
-		return dist.Sampler{N: int(rows), Rank: rank, WorldSize: world, Shuffle: true, Seed: seed}.Indices(epoch)
+		return dist.Sampler{N: int(rows), Rank: rank, WorldSize: world, Shuffle: true, Seed: seed, DropLast: drop}.Indices(epoch)
 	}
 }
 

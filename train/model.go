@@ -46,7 +46,11 @@ func Spec(cfg Config) (model.Spec, error) {
 		// A head of another size (a user's own label set): names by id.
 		task = labels.TaskForOutputDim(int(m.OutputDim))
 	}
-	return model.Spec{Kind: kind, HParams: h, Task: task, Preprocessing: features.Options{Layout: layout, MaskPorts: cfg.MaskPorts}}, nil
+	spec := model.Spec{Kind: kind, HParams: h, Task: task, Preprocessing: features.Options{Layout: layout, MaskPorts: cfg.MaskPorts}}
+	if m.Dropout >= 0 {
+		spec.Dropout = &m.Dropout
+	}
+	return spec, nil
 }
 
 // ClassNames are the names of a model's output classes, by id.

@@ -319,6 +319,7 @@ func (t *trainer) openData() error {
 	}
 	var err error
 	o := t.loaderOptions(true)
+	o.DropLast = t.cfg.Loader.DropLast
 	t.group.shard(&o, t.cfg.Seed)
 	if t.train, err = loader.Open(trainPath, o); err != nil {
 		return err

@@ -29,16 +29,8 @@ func TestTorchrun(t *testing.T) {
 	torchrun := venvTorchrun(t)
 	dir := t.TempDir()
 	bin, config := buildCLI(t), ddpConfig(t, dir, 2)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	endpoint := l.Addr().String()
-	l.Close()
 	run := filepath.Join(dir, "run")
-	cmd := exec.Command(torchrun, "--no-python", "--nnodes", "1", "--nproc-per-node", "2",
-		"--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint,
-		bin, "train", "--quiet", "--config", config, "-o", run)
+	cmd := torchrunCmd(t, torchrun, 2, 0, bin, "train", "--quiet", "--config", config, "-o", run)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("torchrun: %v\n%s", err, out)
@@ -74,14 +66,7 @@ func TestTorchrunRestart(t *testing.T) {
 	dir := t.TempDir()
 	bin, config := buildCLI(t), ddpConfig(t, dir, 4)
 	launch := func(run string, restarts int) *exec.Cmd {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		endpoint := l.Addr().String()
-		l.Close()
-		return exec.Command(torchrun, "--no-python", "--nnodes", "1", "--nproc-per-node", "2", "--max-restarts", fmt.Sprint(restarts),
-			"--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, bin, "train", "--quiet", "--config", config, "-o", run)
+		return torchrunCmd(t, torchrun, 2, restarts, bin, "train", "--quiet", "--config", config, "-o", run)
 	}
 	whole, broken := filepath.Join(dir, "whole"), filepath.Join(dir, "broken")
 	if out, err := launch(whole, 0).CombinedOutput(); err != nil {
@@ -137,6 +122,74 @@ func TestTorchrunRestart(t *testing.T) {
 			t.Errorf("%s differs between the restarted run and the uninterrupted one (%v)", name, err)
 		}
 	}
+}
+
+// TestTorchrunMatchesOneProcess: the README's launch, 2 ranks at batch
+// size 8, ends with the weights of one process at batch size 16 over the
+// same samples (DistributedSampler's shares of one permutation: the two
+// ranks' step i together hold the one process's batch i), within 1e-6.
+// SGD with momentum and dropout 0: each rank draws its own dropout masks,
+// as in PyTorch's DDP, so dropout would make the runs differ. drop_last:
+// the set has an odd number of rows, which DistributedSampler would pad
+// with a repeated one, and the last batches would differ by that row.
+func TestTorchrunMatchesOneProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the CLI and trains twice")
+	}
+	torchrun := venvTorchrun(t)
+	dir := t.TempDir()
+	bin, config := buildCLI(t), ddpConfig(t, dir, 2)
+	runs := map[int]string{}
+	for _, world := range []int{2, 1} {
+		runs[world] = filepath.Join(dir, fmt.Sprint("world", world))
+		cmd := torchrunCmd(t, torchrun, world, 0, bin, "train", "--quiet", "--config", config, "-o", runs[world],
+			"--set", "model.dropout=0", "--set", "optimizer.name=sgd", "--set", "optimizer.lr=0.02", "--set", "optimizer.momentum=0.9", "--set", "loader.drop_last=true",
+			"--set", fmt.Sprint("batch_size=", 16/world))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("torchrun, %d ranks: %v\n%s", world, err, out)
+		}
+	}
+	two, err := ckpt.ReadCheckpoint(filepath.Join(runs[2], train.CheckpointDir, train.LastCheckpoint))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer two.Close()
+	one, err := ckpt.ReadCheckpoint(filepath.Join(runs[1], train.CheckpointDir, train.LastCheckpoint))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	if two.Epoch != 1 || one.Epoch != 1 || two.GlobalStep != one.GlobalStep || one.GlobalStep < 50 {
+		t.Fatalf("epochs %d and %d, steps %d and %d: want epoch 1 and the same steps, at least 50", two.Epoch, one.Epoch, two.GlobalStep, one.GlobalStep)
+	}
+	worst := 0.0
+	for name, w := range one.StateDict {
+		a, errA := w.Float32s()
+		b, errB := two.StateDict[name].Float32s()
+		if errA != nil || errB != nil {
+			t.Fatalf("%s: %v %v", name, errA, errB)
+		}
+		worst = max(worst, maxDiff(a, b))
+	}
+	t.Logf("%d steps: largest difference between 2 ranks × 8 and 1 process × 16: %.3g", one.GlobalStep, worst)
+	if worst > 1e-6 {
+		t.Errorf("2 ranks × batch 8 differ from 1 process × batch 16 by %.3g, want at most 1e-6", worst)
+	}
+}
+
+// torchrunCmd is the README's torchrun launch of nproc processes of bin
+// with args on this machine (c10d rendezvous on a free port), restarting
+// the group up to restarts times.
+func torchrunCmd(t *testing.T, torchrun string, nproc, restarts int, bin string, args ...string) *exec.Cmd {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoint := l.Addr().String()
+	l.Close()
+	return exec.Command(torchrun, append([]string{"--no-python", "--nnodes", "1", "--nproc-per-node", fmt.Sprint(nproc),
+		"--max-restarts", fmt.Sprint(restarts), "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, bin}, args...)...)
 }
 
 // venvTorchrun is the .venv's torchrun (Debian's crashes on Python 3.11

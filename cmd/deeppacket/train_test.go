@@ -213,6 +213,7 @@ func TestTrainConfigErrors(t *testing.T) {
 		{"huge batch", []string{"--config", config, "--set", "batch_size=100000000"}, "batch_size 100000000: one batch of 1500-value inputs would take 572204 MB"},
 		{"negative threads", []string{"--config", config, "--set", "threads=-4"}, "threads -4: want 0"},
 		{"beta out of range", []string{"--config", config, "--set", "optimizer.beta1=1.5"}, "optimizer.beta1 1.5: want a number in [0, 1)"},
+		{"dropout out of range", []string{"--config", config, "--set", "model.dropout=1"}, "model.dropout 1: want -1 (the reference's) or a probability in [0, 1)"},
 		{"negative workers", []string{"--config", config, "--set", "loader.workers=-1"}, "loader.workers -1"},
 		{"missing test set", []string{"--config", config, "--set", "data.train=" + trainSet, "--set", "data.test=" + filepath.Join(dir, "gone")}, "test set (data.test)"},
 		{"used run folder", []string{"--config", config, "-o", used}, "exists and is not empty: choose another -o, continue that run with --resume"},
