@@ -25,7 +25,8 @@ GO       ?= go
 CXX      ?= g++
 
 ifeq ($(LIBTORCH),system)
-TORCH_CFLAGS  := -I/usr/include/torch/csrc/api/include
+# torch/shim/debian113: a header Debian's package leaves out (see there).
+TORCH_CFLAGS  := -I/usr/include/torch/csrc/api/include -Itorch/shim/debian113
 TORCH_LDFLAGS :=
 TORCH_LIBS    := -ltorch -ltorch_cpu -lc10
 CXXSTD        := c++17

@@ -1,9 +1,10 @@
 // Package dist owns data-parallel training's environment: the variables
 // torchrun, Slurm scripts and Kubeflow's PyTorchJob set (PyTorch's env://),
-// joining libtorch's c10d process group from them (torch.ProcessGroup), the
-// index lists of torch.utils.data.DistributedSampler, and averaging
-// gradients over the ranks in DistributedDataParallel's buckets. It has no
-// protocol of its own: the store, the group and the collectives are c10d's.
+// joining libtorch's c10d process group from them (torch.ProcessGroup), and
+// the index lists of torch.utils.data.DistributedSampler. It has no
+// protocol of its own: the store, the group and the collectives are c10d's,
+// and gradients are averaged by DistributedDataParallel's own engine,
+// c10d's Reducer (torch.DDP).
 //
 // Imports: torch only.
 package dist

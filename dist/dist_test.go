@@ -103,22 +103,3 @@ func b2i(b bool) int {
 	}
 	return 0
 }
-
-// TestBuckets: DistributedDataParallel's layout: reverse order, the first
-// bucket closed at 1 MiB, the others at 25 MiB, no parameter split.
-func TestBuckets(t *testing.T) {
-	const mb = 1 << 20
-	tests := []struct {
-		sizes []int64
-		want  [][]int
-	}{
-		{[]int64{100, 200}, [][]int{{1, 0}}},
-		{[]int64{10 * mb, 512 << 10, 600 << 10, 10}, [][]int{{3, 2, 1}, {0}}},
-		{[]int64{20 * mb, 20 * mb, 2 * mb}, [][]int{{2}, {1, 0}}},
-	}
-	for _, tc := range tests {
-		if got := Buckets(tc.sizes); fmt.Sprint(got) != fmt.Sprint(tc.want) {
-			t.Errorf("Buckets(%v) = %v, want %v", tc.sizes, got, tc.want)
-		}
-	}
-}

@@ -17,6 +17,7 @@ import (
 	"github.com/deeppacket/deeppacket/ckpt"
 	"github.com/deeppacket/deeppacket/dist"
 	"github.com/deeppacket/deeppacket/internal/testenv"
+	"github.com/deeppacket/deeppacket/model"
 	"github.com/deeppacket/deeppacket/torch"
 )
 
@@ -31,17 +32,20 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// TestGoAndPythonShareAGroup: a Go rank (this test, hosting the store) and
-// a Python rank (torch.distributed, init_process_group("gloo", "env://"),
-// the same PyTorch as the build) form one process group; each computes the
-// reference CNN's gradients on its own batch, both average them over the
-// group in DistributedDataParallel's buckets (dist.GradSync here,
-// the same layout with dist.all_reduce there) and take an SGD step: both
-// end with the same parameters, bit for bit.
-func TestGoAndPythonShareAGroup(t *testing.T) {
+// TestGoAndPythonTrainAsOneDDP: a Go rank (this test, hosting the store)
+// and a Python rank (torch.distributed, init_process_group("gloo",
+// "env://"), the same PyTorch as the build) form one process group and
+// train the reference CNN side by side, each with DistributedDataParallel:
+// PyTorch's module there, torch.DDP (the same c10d Reducer) here. The
+// Python rank starts from other weights, which DDP's construction replaces
+// by rank 0's; each rank trains on its own batches with dropout on (its own
+// masks); the buckets are rebuilt at the second step, rank 0's layout
+// broadcast. After the steps both hold the same parameters, bit for bit,
+// and they are not the starting ones.
+func TestGoAndPythonTrainAsOneDDP(t *testing.T) {
 	python := testenv.Python(t)
 	fixture := testenv.Shared(t, "fixtures/cnn_small.ckpt")
-	const lr = 0.1
+	const lr, steps = 0.1, 4
 	dir := t.TempDir()
 	batch := func(seed uint64) (x []float32, y []int64) {
 		rng := rand.New(rand.NewPCG(seed, 9))
@@ -55,18 +59,23 @@ func TestGoAndPythonShareAGroup(t *testing.T) {
 		}
 		return x, y
 	}
-	x1, y1 := batch(2)
 	pyIn, pyOut := filepath.Join(dir, "in.pt"), filepath.Join(dir, "out.pt")
-	xt, yt := torch.FromSlice(nil, x1, []int64{8, 1, 1500}, torch.CPU), torch.FromSlice(nil, y1, []int64{8}, torch.CPU)
-	err := torch.SaveTensors(pyIn, map[string]*torch.Tensor{"x": xt, "y": yt})
-	xt.Free()
-	yt.Free()
+	theirBatches := map[string]*torch.Tensor{}
+	for step := range steps {
+		x, y := batch(uint64(2*step + 2))
+		theirBatches[fmt.Sprint("x", step)] = torch.FromSlice(nil, x, []int64{8, 1, 1500}, torch.CPU)
+		theirBatches[fmt.Sprint("y", step)] = torch.FromSlice(nil, y, []int64{8}, torch.CPU)
+	}
+	err := torch.SaveTensors(pyIn, theirBatches)
+	for _, v := range theirBatches {
+		v.Free()
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	port := freePort(t)
-	peer := exec.Command(python, "testdata/peer.py", fixture, pyIn, pyOut, strconv.FormatFloat(lr, 'g', -1, 64))
+	peer := exec.Command(python, "testdata/peer.py", fixture, pyIn, pyOut, strconv.FormatFloat(lr, 'g', -1, 64), strconv.Itoa(steps))
 	peer.Env = append(os.Environ(), "MASTER_ADDR=127.0.0.1", "MASTER_PORT="+strconv.Itoa(port), "RANK=1", "WORLD_SIZE=2")
 	var peerOut strings.Builder
 	peer.Stdout, peer.Stderr = &peerOut, &peerOut
@@ -75,11 +84,15 @@ func TestGoAndPythonShareAGroup(t *testing.T) {
 	}
 	peerDone := make(chan error, 1)
 	go func() { peerDone <- peer.Wait() }()
+	fail := func(err error) {
+		peer.Process.Kill()
+		<-peerDone
+		t.Fatalf("%v\npython: %s", err, peerOut.String())
+	}
 
 	g, err := torch.NewProcessGroup(torch.GroupOptions{Addr: "127.0.0.1", Port: port, Rank: 0, WorldSize: 2, HostStore: true, Timeout: 60 * time.Second})
 	if err != nil {
-		peer.Process.Kill()
-		t.Fatalf("%v\npython: %s", err, peerOut.String())
+		fail(err)
 	}
 	defer g.Close()
 	m, err := ckpt.Load(fixture)
@@ -87,29 +100,44 @@ func TestGoAndPythonShareAGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	s := torch.NewScope()
-	defer s.Close()
-	x0, y0 := batch(1)
-	loss := m.Forward(torch.FromSlice(s, x0, []int64{8, 1, 1500}, torch.CPU)).CrossEntropy(torch.FromSlice(s, y0, []int64{8}, torch.CPU))
-	if err := loss.Backward(); err != nil {
-		t.Fatal(err)
-	}
+	defer m.Store().Train(m.Store().Train(true))
 	params := m.Store().Parameters()
-	sync := dist.NewGradSync(g, params)
-	defer sync.Close()
-	if err := sync.Average(); err != nil {
-		t.Fatal(err)
+	start := make([][]float32, len(params))
+	for i, p := range params {
+		if start[i], err = p.Float32s(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	err = torch.NoGrad(func() error {
+	ddp, err := torch.NewDDP(g, params, m.Store().Buffers())
+	if err != nil {
+		fail(err)
+	}
+	defer ddp.Close()
+	for step := range steps {
+		s := torch.NewScope()
+		x, y := batch(uint64(2*step + 1))
 		for _, p := range params {
-			if err := p.Add_(s.Own(p.Grad()), -lr).Err(); err != nil {
-				return err
+			if err := p.ZeroGrad(true); err != nil {
+				t.Fatal(err)
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+		err := ddpStep(ddp, func() *torch.Tensor {
+			return m.Forward(torch.FromSlice(s, x, []int64{8, 1, 1500}, torch.CPU)).CrossEntropy(torch.FromSlice(s, y, []int64{8}, torch.CPU))
+		})
+		if err == nil {
+			err = torch.NoGrad(func() error {
+				for _, p := range params {
+					if err := p.Add_(s.Own(p.Grad()), -lr).Err(); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}
+		s.Close()
+		if err != nil {
+			fail(fmt.Errorf("step %d: %w", step, err))
+		}
 	}
 	if err := <-peerDone; err != nil {
 		t.Fatalf("python rank: %v\n%s", err, peerOut.String())
@@ -118,20 +146,45 @@ func TestGoAndPythonShareAGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	i := 0
 	for _, v := range m.Store().Vars() {
 		if v.Buffer {
 			continue
 		}
+		now, err := v.Tensor.Float32s()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Equal(now, start[i]) {
+			t.Errorf("%s did not change in %d steps", v.Name, steps)
+		}
+		i++
 		want, ok := theirs[v.Name]
 		if !ok {
 			t.Errorf("the Python rank has no %s", v.Name)
 			continue
 		}
 		if eq, err := v.Tensor.Equal(want); err != nil || !eq {
-			t.Errorf("%s differs between the Go and the Python rank after the averaged step (%v)", v.Name, err)
+			t.Errorf("%s differs between the Go and the Python rank after %d DDP steps (%v)", v.Name, steps, err)
 		}
 		want.Free()
 	}
+}
+
+// ddpStep is a training step's forward and backward through ddp (nil:
+// without one): the gradients then are the ranks' mean.
+func ddpStep(ddp *torch.DDP, forward func() *torch.Tensor) error {
+	if ddp == nil {
+		return forward().Backward()
+	}
+	if _, err := ddp.PreForward(); err != nil {
+		return err
+	}
+	loss := forward()
+	if err := ddp.PostForward(); err != nil {
+		return err
+	}
+	return ddp.Backward(loss)
 }
 
 // childEnv makes the test binary a child rank: "leave" joins the group the
@@ -164,6 +217,13 @@ func child(mode string) error {
 	if out, ok := strings.CutPrefix(mode, "steps:"); ok {
 		return trainSteps(g, out)
 	}
+	if mode == "leave-ddp" {
+		f, err := newFixtureDDP(g)
+		if err == nil {
+			f.Close()
+		}
+		return err
+	}
 	out, ok := strings.CutPrefix(mode, "allreduce:")
 	if !ok {
 		return nil
@@ -182,43 +242,96 @@ func child(mode string) error {
 	return torch.SaveTensors(out, map[string]*torch.Tensor{"sum": x})
 }
 
-// TestLostRank: when a rank leaves (it exits after joining), the others'
-// next collective fails within the configured timeout, with an error
-// naming the lost rank, and does not hang.
+// TestLostRank: when a rank leaves (it exits after joining, or after
+// making its DDP), the others' next collective (an all-reduce; DDP's
+// backward, whose Reducer all-reduces the gradients) fails within the
+// configured timeout, with an error naming the lost rank, and does not
+// hang.
 func TestLostRank(t *testing.T) {
-	port := freePort(t)
-	child := exec.Command(os.Args[0], "-test.run=^$")
-	child.Env = append(os.Environ(), childEnv+"=leave", "MASTER_ADDR=127.0.0.1", "MASTER_PORT="+strconv.Itoa(port), "RANK=1", "WORLD_SIZE=2")
-	var out strings.Builder
-	child.Stdout, child.Stderr = &out, &out
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
+	fixture := testenv.Shared(t, "fixtures/cnn_small.ckpt")
+	t.Setenv("DEEPPACKET_DIST_FIXTURE", fixture)
+	for _, tc := range []struct {
+		name, mode string
+		collective func(*torch.Scope, *torch.ProcessGroup, *fixtureDDP) error
+	}{
+		{"all-reduce", "leave", func(s *torch.Scope, g *torch.ProcessGroup, _ *fixtureDDP) error {
+			return g.AllReduceSum(torch.Zeros(s, []int64{1 << 16}, torch.Float32, torch.CPU))
+		}},
+		{"DDP backward", "leave-ddp", func(s *torch.Scope, _ *torch.ProcessGroup, f *fixtureDDP) error {
+			return ddpStep(f.ddp, func() *torch.Tensor {
+				return f.m.Forward(torch.Zeros(s, []int64{2, 1, 1500}, torch.Float32, torch.CPU)).Sum(false)
+			})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			port := freePort(t)
+			child := exec.Command(os.Args[0], "-test.run=^$")
+			child.Env = append(os.Environ(), childEnv+"="+tc.mode, "MASTER_ADDR=127.0.0.1", "MASTER_PORT="+strconv.Itoa(port), "RANK=1", "WORLD_SIZE=2")
+			var out strings.Builder
+			child.Stdout, child.Stderr = &out, &out
+			if err := child.Start(); err != nil {
+				t.Fatal(err)
+			}
+			const timeout = 5 * time.Second
+			g, err := torch.NewProcessGroup(torch.GroupOptions{Addr: "127.0.0.1", Port: port, Rank: 0, WorldSize: 2, HostStore: true, Timeout: timeout})
+			if err != nil {
+				child.Process.Kill()
+				t.Fatalf("%v\nchild: %s", err, out.String())
+			}
+			defer g.Close()
+			var f *fixtureDDP
+			if tc.mode == "leave-ddp" {
+				if f, err = newFixtureDDP(g); err != nil {
+					child.Process.Kill()
+					t.Fatalf("%v\nchild: %s", err, out.String())
+				}
+				defer f.Close()
+			}
+			if err := child.Wait(); err != nil {
+				t.Fatalf("child rank: %v\n%s", err, out.String())
+			}
+			s := torch.NewScope()
+			defer s.Close()
+			start := time.Now()
+			err = tc.collective(s, g, f)
+			took := time.Since(start)
+			t.Logf("after %v: %v", took.Round(time.Millisecond), err)
+			if err == nil {
+				t.Fatal("a collective with a rank gone succeeded")
+			}
+			if !strings.Contains(err.Error(), "rank 0 of 2") || !strings.Contains(err.Error(), "lost rank(s) [1]") {
+				t.Errorf("error %q does not say which rank saw it and which was lost", err)
+			}
+			if took > 2*timeout+3*time.Second {
+				t.Errorf("the collective failed after %v, more than twice the %v timeout", took, timeout)
+			}
+		})
 	}
-	const timeout = 5 * time.Second
-	g, err := torch.NewProcessGroup(torch.GroupOptions{Addr: "127.0.0.1", Port: port, Rank: 0, WorldSize: 2, HostStore: true, Timeout: timeout})
+}
+
+// fixtureDDP is the CNN fixture in a DDP on a group, as the test rank and
+// a "leave-ddp" child make it.
+type fixtureDDP struct {
+	m   model.Model
+	ddp *torch.DDP
+}
+
+func newFixtureDDP(g *torch.ProcessGroup) (*fixtureDDP, error) {
+	m, err := ckpt.Load(os.Getenv("DEEPPACKET_DIST_FIXTURE"))
 	if err != nil {
-		child.Process.Kill()
-		t.Fatalf("%v\nchild: %s", err, out.String())
+		return nil, err
 	}
-	defer g.Close()
-	if err := child.Wait(); err != nil {
-		t.Fatalf("child rank: %v\n%s", err, out.String())
+	ddp, err := torch.NewDDP(g, m.Store().Parameters(), m.Store().Buffers())
+	if err != nil {
+		m.Close()
+		return nil, err
 	}
-	s := torch.NewScope()
-	defer s.Close()
-	start := time.Now()
-	err = g.AllReduceSum(torch.Zeros(s, []int64{1 << 16}, torch.Float32, torch.CPU))
-	took := time.Since(start)
-	t.Logf("after %v: %v", took.Round(time.Millisecond), err)
-	if err == nil {
-		t.Fatal("an all-reduce with a rank gone succeeded")
-	}
-	if !strings.Contains(err.Error(), "rank 0 of 2") || !strings.Contains(err.Error(), "lost rank(s) [1]") {
-		t.Errorf("error %q does not say which rank saw it and which was lost", err)
-	}
-	if took > 2*timeout+3*time.Second {
-		t.Errorf("the all-reduce failed after %v, more than twice the %v timeout", took, timeout)
-	}
+	return &fixtureDDP{m: m, ddp: ddp}, nil
+}
+
+func (f *fixtureDDP) Close() {
+	f.ddp.Close()
+	f.m.Close()
 }
 
 // TestBadRendezvous: a store port already in use, a store nobody runs and
@@ -392,11 +505,13 @@ func trainSteps(g *torch.ProcessGroup, out string) error {
 	opt := torch.NewSGD(params, torch.SGDConfig{LR: 0.01, Momentum: 0.9})
 	defer opt.Close()
 	rank, world := 0, 1
-	var sync *dist.GradSync
+	var ddp *torch.DDP
 	if g != nil {
 		rank, world = g.Rank(), g.WorldSize()
-		sync = dist.NewGradSync(g, params)
-		defer sync.Close()
+		if ddp, err = torch.NewDDP(g, params, m.Store().Buffers()); err != nil {
+			return err
+		}
+		defer ddp.Close()
 	}
 	n := equivBatch / world
 	for step := range equivSteps {
@@ -406,14 +521,10 @@ func trainSteps(g *torch.ProcessGroup, out string) error {
 		if err := opt.ZeroGrad(); err != nil {
 			return err
 		}
-		loss := m.Forward(torch.FromSlice(s, x, []int64{int64(n), 1, 1500}, torch.CPU)).CrossEntropy(torch.FromSlice(s, y, []int64{int64(n)}, torch.CPU))
-		if err := loss.Backward(); err != nil {
+		if err := ddpStep(ddp, func() *torch.Tensor {
+			return m.Forward(torch.FromSlice(s, x, []int64{int64(n), 1, 1500}, torch.CPU)).CrossEntropy(torch.FromSlice(s, y, []int64{int64(n)}, torch.CPU))
+		}); err != nil {
 			return err
-		}
-		if sync != nil {
-			if err := sync.Average(); err != nil {
-				return err
-			}
 		}
 		if err := opt.Step(); err != nil {
 			return err
@@ -430,7 +541,7 @@ func trainSteps(g *torch.ProcessGroup, out string) error {
 }
 
 // TestTwoRanksEqualOneProcess: two ranks with batch b for 50 SGD steps,
-// their gradients averaged (dist.GradSync), end with the parameters
+// their gradients averaged (torch.DDP), end with the parameters
 // of one process with batch 2b over the same samples, within 1e-6, on the
 // small reference CNN (dropout off: eval mode).
 func TestTwoRanksEqualOneProcess(t *testing.T) {

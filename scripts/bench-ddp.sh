@@ -4,7 +4,7 @@
 # application training set (preprocessed and split by flow), as
 #   1. deeppacket train, 1 process x 2 threads;
 #   2. deeppacket train, 2 ranks x 1 thread, launched by torchrun (c10d,
-#      Gloo, the gradients averaged in DDP's buckets);
+#      Gloo, the gradients averaged by c10d's Reducer, as DDP does);
 #   3. PyTorch's DistributedDataParallel, 2 ranks x 1 thread, launched by the
 #      same torchrun (scripts/bench_ddp.py).
 # Rates are samples per second of wall time for the whole group (the ranks

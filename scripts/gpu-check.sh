@@ -103,7 +103,7 @@ for device in cuda cpu; do
 	fi
 done
 # Distributed: c10d's Gloo group (NCCL is not bound: CPU ranks).
-check dist_gloo sh -c "cd dist && ../$OUT/dist.test -test.count=1 -test.run 'TestGoAndPythonShareAGroup|TestTwoRanksEqualOneProcess|TestLostRank' -test.v"
+check dist_gloo sh -c "cd dist && ../$OUT/dist.test -test.count=1 -test.run 'TestGoAndPythonTrainAsOneDDP|TestTwoRanksEqualOneProcess|TestLostRank' -test.v"
 
 summary "failed=$failed"
 exit "$failed"

@@ -131,6 +131,74 @@ func (g *ProcessGroup) Close() {
 	}
 }
 
+// DDP is torch.nn.parallel.DistributedDataParallel's engine over a
+// model's parameters and buffers: c10d's own Reducer, driven as DDP's
+// Python module drives it, with its defaults (25 MiB buckets, the first
+// 1 MiB once rebuilt; buffers broadcast from rank 0 before each forward;
+// every parameter used). NewDDP does what DDP's constructor does: checks
+// every rank's parameter shapes against rank 0's, gives every rank rank
+// 0's parameters and buffers (one broadcast per 250 MiB) and registers
+// the Reducer's gradient hooks. A training step is then PreForward, the
+// forward, PostForward and Backward, in which each bucket's gradients are
+// all-reduced as soon as backward has produced them, overlapping the rest
+// of backward, and averaged: when Backward returns, every rank holds the
+// mean gradient. Evaluation forwards (no gradients) skip PreForward and
+// PostForward, as DDP's do.
+type DDP struct {
+	h C.dpt_ddp
+	g *ProcessGroup
+}
+
+// NewDDP makes g's DDP over params and buffers (every rank the same lists,
+// in the same order: the module's named_parameters and named_buffers).
+func NewDDP(g *ProcessGroup, params, buffers []*Tensor) (*DDP, error) {
+	for _, t := range append(params[:len(params):len(params)], buffers...) {
+		if err := t.Err(); err != nil {
+			return nil, err
+		}
+	}
+	ps, bs := handles(params), handles(buffers)
+	var h C.dpt_ddp
+	if err := check(C.dpt_ddp_new(g.h, first(ps), C.int(len(ps)), first(bs), C.int(len(bs)), &h)); err != nil {
+		return nil, fmt.Errorf("rank %d of %d: DistributedDataParallel: %s: %w", g.rank, g.worldSize, g.lost(), err)
+	}
+	return &DDP{h: h, g: g}, nil
+}
+
+// PreForward is DDP's step before a training forward: the Reducer's
+// prepare_for_forward, its bucket rebuild (at the second step, from the
+// order the first backward produced gradients in; rank 0's buckets are
+// broadcast), and rank 0's buffers broadcast. It reports whether the
+// buckets were rebuilt.
+func (d *DDP) PreForward() (rebuilt bool, err error) {
+	var r C.int
+	if err := check(C.dpt_ddp_pre_forward(d.h, &r)); err != nil {
+		return false, fmt.Errorf("rank %d of %d: before the forward: %s: %w", d.g.rank, d.g.worldSize, d.g.lost(), err)
+	}
+	return r != 0, nil
+}
+
+// PostForward is DDP's step after a training forward: the Reducer then
+// expects a backward.
+func (d *DDP) PostForward() error { return check(C.dpt_ddp_post_forward(d.h)) }
+
+// Backward is loss.Backward() with the Reducer's hooks all-reducing the
+// gradients; a failure names the ranks lost.
+func (d *DDP) Backward(loss *Tensor) error {
+	if err := loss.Backward(); err != nil {
+		return fmt.Errorf("rank %d of %d: backward's all-reduce: %s: %w", d.g.rank, d.g.worldSize, d.g.lost(), err)
+	}
+	return nil
+}
+
+// Close removes the Reducer's hooks and frees it.
+func (d *DDP) Close() {
+	if d.h != nil {
+		C.dpt_ddp_free(d.h)
+		d.h = nil
+	}
+}
+
 // Randperm is torch.randperm(n, generator=g) with g a CPU generator seeded
 // with seed: the order torch.utils.data.DistributedSampler shuffles by.
 func Randperm(s *Scope, n int64, seed uint64) *Tensor {

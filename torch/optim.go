@@ -63,6 +63,15 @@ func handles(ts []*Tensor) []C.dpt_tensor {
 	return hs
 }
 
+// first points at hs' first handle (nil when there is none), for the C
+// API's arrays.
+func first(hs []C.dpt_tensor) *C.dpt_tensor {
+	if len(hs) == 0 {
+		return nil
+	}
+	return &hs[0]
+}
+
 // adopt wraps state handles that the shim created, as unscoped tensors.
 func adopt(dst **Tensor, h C.dpt_tensor) {
 	if *dst == nil && h != nil {

@@ -6,7 +6,6 @@ import "C"
 import (
 	"fmt"
 	"runtime"
-	"unsafe"
 )
 
 // ScriptModule is a TorchScript module (torch.jit.ScriptModule): built here
@@ -77,11 +76,7 @@ func LoadScriptModule(path string, device Device) (*ScriptModule, error) {
 func (m *ScriptModule) Forward(inputs ...*Tensor) *Tensor {
 	hs := handles(inputs)
 	return apply(func(out *C.dpt_tensor) C.dpt_error {
-		var first *C.dpt_tensor
-		if len(hs) > 0 {
-			first = (*C.dpt_tensor)(unsafe.Pointer(&hs[0]))
-		}
-		return C.dpt_module_forward(m.h, first, C.int(len(hs)), out)
+		return C.dpt_module_forward(m.h, first(hs), C.int(len(hs)), out)
 	}, inputs...)
 }
 

@@ -46,6 +46,17 @@ func (s *Store) Parameters() []*Tensor {
 	return ps
 }
 
+// Buffers lists the other tensors (batch norm's statistics) in order.
+func (s *Store) Buffers() []*Tensor {
+	var bs []*Tensor
+	for _, v := range s.vars {
+		if v.Buffer {
+			bs = append(bs, v.Tensor)
+		}
+	}
+	return bs
+}
+
 // Lookup finds a variable by its dotted name.
 func (s *Store) Lookup(name string) (*Var, bool) {
 	v, ok := s.byName[name]

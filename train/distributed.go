@@ -19,8 +19,9 @@ import (
 // does it, over libtorch's c10d (package dist): every rank holds the whole
 // model, rank 0's parameters and buffers are broadcast at the start, each
 // rank trains on its DistributedSampler share of every epoch, and the
-// gradients are averaged over the ranks, in DDP's buckets, before every
-// optimiser step, so that all ranks keep the same weights. The epoch's
+// gradients are averaged over the ranks by DDP's own engine, c10d's
+// Reducer (torch.DDP: bucket by bucket, while backward runs), so that all
+// ranks keep the same weights. The epoch's
 // training loss is averaged over the ranks (early stopping decides the same
 // everywhere; every rank evaluates the whole validation set). Only rank 0
 // writes the run folder; the others write to a temporary folder they
@@ -30,7 +31,7 @@ import (
 type group struct {
 	env  *dist.Env
 	pg   *torch.ProcessGroup
-	sync *dist.GradSync // made by start, once the model is
+	ddp  *torch.DDP // made by start, once the model is
 	tmp  string         // rank > 0: the run folder it writes instead of the real one
 }
 
@@ -76,8 +77,8 @@ func (g *group) close() {
 	if g == nil {
 		return
 	}
-	if g.sync != nil {
-		g.sync.Close()
+	if g.ddp != nil {
+		g.ddp.Close()
 	}
 	if g.pg != nil {
 		g.pg.Close()
@@ -136,20 +137,18 @@ func (g *group) start(t *trainer) error {
 	h := fnv.New64a()
 	h.Write(doc)
 	vars := t.model.Store().Vars()
-	tensors := make([]*torch.Tensor, len(vars))
-	for i, v := range vars {
+	for _, v := range vars {
 		fmt.Fprintf(h, "%s%v;", v.Name, v.Tensor.Shape())
-		tensors[i] = v.Tensor
 	}
 	sum := h.Sum64()
 	if n, err := g.differing(sum); err != nil || n > 0 {
 		return errors.Join(err, fmt.Errorf("distributed: %d rank(s) run another configuration or model than rank 0 (compare their config files, flags and DEEPPACKET_ variables; this rank's hash %x)", n, sum))
 	}
-	if err := dist.Broadcast(g.pg, tensors); err != nil {
-		return fmt.Errorf("distributed: broadcast rank 0's weights: %w", err)
+	store := t.model.Store()
+	if g.ddp, err = torch.NewDDP(g.pg, store.Parameters(), store.Buffers()); err != nil {
+		return fmt.Errorf("distributed: %w", err)
 	}
-	g.sync = dist.NewGradSync(g.pg, t.model.Store().Parameters())
-	slog.Info("distributed: ranks agree", "config_hash", fmt.Sprintf("%016x", sum), "tensors_broadcast", len(tensors))
+	slog.Info("distributed: ranks agree", "config_hash", fmt.Sprintf("%016x", sum), "tensors_broadcast", len(vars))
 	return nil
 }
 
@@ -213,12 +212,29 @@ func (g *group) checkInSync(t *trainer) error {
 	return err
 }
 
-// averageGradients is the all-reduce before an optimiser step.
-func (g *group) averageGradients(t *trainer) error {
+// forward is a training forward, wrapped as DDP wraps it when the run is
+// distributed.
+func (g *group) forward(f func() *torch.Tensor) (*torch.Tensor, error) {
 	if g == nil {
-		return nil
+		return f(), nil
 	}
-	return g.sync.Average()
+	if _, err := g.ddp.PreForward(); err != nil {
+		return nil, err
+	}
+	out := f()
+	if err := out.Err(); err != nil {
+		return nil, err
+	}
+	return out, g.ddp.PostForward()
+}
+
+// backward is loss.Backward(), which in a distributed run leaves every
+// rank with the gradients' mean over the ranks.
+func (g *group) backward(loss *torch.Tensor) error {
+	if g == nil {
+		return loss.Backward()
+	}
+	return g.ddp.Backward(loss)
 }
 
 // epochLoss averages an epoch's summed loss and sample count over the

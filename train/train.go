@@ -422,11 +422,11 @@ func (t *trainer) step(scope *torch.Scope, b *loader.Batch) (float64, error) {
 	if err := t.opt.ZeroGrad(); err != nil {
 		return 0, err
 	}
-	loss := t.model.Forward(x).CrossEntropy(y)
-	if err := loss.Backward(); err != nil {
+	loss, err := t.group.forward(func() *torch.Tensor { return t.model.Forward(x).CrossEntropy(y) })
+	if err != nil {
 		return 0, err
 	}
-	if err := t.group.averageGradients(t); err != nil {
+	if err := t.group.backward(loss); err != nil {
 		return 0, err
 	}
 	if err := t.opt.Step(); err != nil {

@@ -21,6 +21,7 @@ typedef struct dpt_tensor_s *dpt_tensor;   /* an at::Tensor handle */
 typedef struct dpt_ivalue_s *dpt_ivalue;   /* a c10::IValue (pickle data) */
 typedef struct dpt_module_s *dpt_module;   /* a torch::jit::Module */
 typedef struct dpt_pg_s *dpt_pg;           /* a c10d Gloo process group and its store */
+typedef struct dpt_ddp_s *dpt_ddp;         /* DistributedDataParallel's state: c10d's Reducer */
 
 /* dtypes, in the order of dpt_dtype() */
 enum { DPT_FLOAT32 = 0, DPT_FLOAT64 = 1, DPT_INT64 = 2, DPT_UINT8 = 3, DPT_BOOL = 4, DPT_INT32 = 5 };
@@ -138,6 +139,11 @@ dpt_error dpt_pg_allreduce_sum(dpt_pg pg, const dpt_tensor *ts, int n);
 dpt_error dpt_pg_broadcast(dpt_pg pg, const dpt_tensor *ts, int n, int root);
 dpt_error dpt_pg_store_set(dpt_pg pg, const char *key, const char *value); /* the group's store (its prefix) */
 dpt_error dpt_pg_store_check(dpt_pg pg, const char *key, int *present);
+dpt_error dpt_ddp_new(dpt_pg pg, const dpt_tensor *params, int n_params, const dpt_tensor *buffers, int n_buffers,
+                      dpt_ddp *out);
+void dpt_ddp_free(dpt_ddp d);
+dpt_error dpt_ddp_pre_forward(dpt_ddp d, int *rebuilt);
+dpt_error dpt_ddp_post_forward(dpt_ddp d);
 dpt_error dpt_randperm(int64_t n, uint64_t seed, dpt_tensor *out); /* torch.randperm(n, generator seeded with seed) */
 
 #ifdef __cplusplus
