@@ -29,10 +29,10 @@ import (
 
 // group is a trainer's place in a distributed run; nil when it runs alone.
 type group struct {
-	env  *dist.Env
-	pg   *torch.ProcessGroup
-	ddp  *torch.DDP // made by start, once the model is
-	tmp  string         // rank > 0: the run folder it writes instead of the real one
+	env *dist.Env
+	pg  *torch.ProcessGroup
+	ddp *torch.DDP // made by start, once the model is
+	tmp string     // rank > 0: the run folder it writes instead of the real one
 }
 
 // joinGroup joins the process group the environment describes (nil, nil
