@@ -88,13 +88,16 @@ test: $(SHIM) vet
 
 # The second libtorch: Debian's 1.13, with its own shim, against Debian's
 # python3-torch 1.13: the binding's parity tests and the model and checkpoint
-# packages' tests (PyTorch interop included). The ONNX export's test runs in
-# make test: onnxruntime is in .venv, not in Debian's Python.
+# packages' tests (PyTorch interop included); then DDP's Reducer on 1.13
+# between Go ranks (a Python peer would need 1.13's own store layout and
+# start-up barrier: the mixed group is 2.x's test). The ONNX export's test
+# runs in make test: onnxruntime is in .venv, not in Debian's Python.
 TORCH113_SHIM := $(BUILD)/debian/libdptorch.so
 TORCH113_PKGS ?= ./torch/... ./model/...
 test-torch113:
 	$(MAKE) --no-print-directory shim SHIM=$(TORCH113_SHIM) LIBTORCH=system
 	DEEPPACKET_SHIM=$(CURDIR)/$(TORCH113_SHIM) DEEPPACKET_PYTHON=/usr/bin/python3 $(GO) test -count=1 -timeout 20m $(TORCH113_PKGS) ./ckpt/ ./ckpt/safetensors/
+	DEEPPACKET_SHIM=$(CURDIR)/$(TORCH113_SHIM) $(GO) test -count=1 -run 'TestTwoRanksEqualOneProcess|TestLostRank' ./dist/
 
 # The parity tests as on other CPUs and thread counts: libtorch's baseline and
 # AVX2 kernels (ATEN_CPU_CAPABILITY; this machine's own, AVX-512 here, in
