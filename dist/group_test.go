@@ -35,17 +35,38 @@ func freePort(t *testing.T) int {
 // TestGoAndPythonTrainAsOneDDP: a Go rank (this test, hosting the store)
 // and a Python rank (torch.distributed, init_process_group("gloo",
 // "env://"), the same PyTorch as the build) form one process group and
-// train the reference CNN side by side, each with DistributedDataParallel:
+// train a reference model side by side, each with DistributedDataParallel:
 // PyTorch's module there, torch.DDP (the same c10d Reducer) here. The
 // Python rank starts from other weights, which DDP's construction replaces
 // by rank 0's; each rank trains on its own batches with dropout on (its own
 // masks); the buckets are rebuilt at the second step, rank 0's layout
 // broadcast. After the steps both hold the same parameters, bit for bit,
-// and they are not the starting ones.
+// and they are not the starting ones. The CNN uses every parameter; the
+// ResNet leaves its first block's bn1 unused (find_unused_parameters on
+// both sides) and has batch-norm buffers (rank 0's broadcast before each
+// forward).
 func TestGoAndPythonTrainAsOneDDP(t *testing.T) {
 	python := testenv.Python(t)
-	fixture := testenv.Shared(t, "fixtures/cnn_small.ckpt")
+	for _, tc := range []struct {
+		fixture, class string
+		findUnused     bool
+	}{
+		{"fixtures/cnn_small.ckpt", "CNN", false},
+		{"fixtures/reference_traffic_resnet.ckpt", "ResNet", true},
+	} {
+		t.Run(tc.class, func(t *testing.T) {
+			trainAsOneDDP(t, python, testenv.Shared(t, tc.fixture), tc.class, tc.findUnused)
+		})
+	}
+}
+
+func trainAsOneDDP(t *testing.T, python, fixture, class string, findUnused bool) {
 	const lr, steps = 0.1, 4
+	m, err := ckpt.Load(fixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
 	dir := t.TempDir()
 	batch := func(seed uint64) (x []float32, y []int64) {
 		rng := rand.New(rand.NewPCG(seed, 9))
@@ -55,7 +76,7 @@ func TestGoAndPythonTrainAsOneDDP(t *testing.T) {
 		}
 		y = make([]int64, 8)
 		for i := range y {
-			y[i] = int64(rng.IntN(17))
+			y[i] = int64(rng.IntN(m.OutputDim()))
 		}
 		return x, y
 	}
@@ -66,7 +87,7 @@ func TestGoAndPythonTrainAsOneDDP(t *testing.T) {
 		theirBatches[fmt.Sprint("x", step)] = torch.FromSlice(nil, x, []int64{8, 1, 1500}, torch.CPU)
 		theirBatches[fmt.Sprint("y", step)] = torch.FromSlice(nil, y, []int64{8}, torch.CPU)
 	}
-	err := torch.SaveTensors(pyIn, theirBatches)
+	err = torch.SaveTensors(pyIn, theirBatches)
 	for _, v := range theirBatches {
 		v.Free()
 	}
@@ -75,7 +96,8 @@ func TestGoAndPythonTrainAsOneDDP(t *testing.T) {
 	}
 
 	port := freePort(t)
-	peer := exec.Command(python, "testdata/peer.py", fixture, pyIn, pyOut, strconv.FormatFloat(lr, 'g', -1, 64), strconv.Itoa(steps))
+	peer := exec.Command(python, "testdata/peer.py", fixture, class, strconv.FormatBool(findUnused), pyIn, pyOut,
+		strconv.FormatFloat(lr, 'g', -1, 64), strconv.Itoa(steps))
 	peer.Env = append(os.Environ(), "MASTER_ADDR=127.0.0.1", "MASTER_PORT="+strconv.Itoa(port), "RANK=1", "WORLD_SIZE=2")
 	var peerOut strings.Builder
 	peer.Stdout, peer.Stderr = &peerOut, &peerOut
@@ -95,11 +117,6 @@ func TestGoAndPythonTrainAsOneDDP(t *testing.T) {
 		fail(err)
 	}
 	defer g.Close()
-	m, err := ckpt.Load(fixture)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
 	defer m.Store().Train(m.Store().Train(true))
 	params := m.Store().Parameters()
 	start := make([][]float32, len(params))
@@ -108,7 +125,7 @@ func TestGoAndPythonTrainAsOneDDP(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ddp, err := torch.NewDDP(g, params, m.Store().Buffers())
+	ddp, err := torch.NewDDP(g, params, m.Store().Buffers(), torch.DDPOptions{FindUnusedParameters: findUnused})
 	if err != nil {
 		fail(err)
 	}
@@ -127,8 +144,10 @@ func TestGoAndPythonTrainAsOneDDP(t *testing.T) {
 		if err == nil {
 			err = torch.NoGrad(func() error {
 				for _, p := range params {
-					if err := p.Add_(s.Own(p.Grad()), -lr).Err(); err != nil {
-						return err
+					if g := s.Own(p.Grad()); g != nil {
+						if err := p.Add_(g, -lr).Err(); err != nil {
+							return err
+						}
 					}
 				}
 				return nil
@@ -146,7 +165,7 @@ func TestGoAndPythonTrainAsOneDDP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	i := 0
+	changed, i := 0, 0
 	for _, v := range m.Store().Vars() {
 		if v.Buffer {
 			continue
@@ -155,8 +174,8 @@ func TestGoAndPythonTrainAsOneDDP(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if slices.Equal(now, start[i]) {
-			t.Errorf("%s did not change in %d steps", v.Name, steps)
+		if !slices.Equal(now, start[i]) {
+			changed++
 		}
 		i++
 		want, ok := theirs[v.Name]
@@ -168,6 +187,13 @@ func TestGoAndPythonTrainAsOneDDP(t *testing.T) {
 			t.Errorf("%s differs between the Go and the Python rank after %d DDP steps (%v)", v.Name, steps, err)
 		}
 		want.Free()
+	}
+	want := len(params)
+	if findUnused {
+		want -= 2 // the first block's bn1
+	}
+	if changed != want {
+		t.Errorf("%d of %d parameters changed in %d steps, want %d", changed, len(params), steps, want)
 	}
 }
 
@@ -181,7 +207,7 @@ func ddpStep(ddp *torch.DDP, forward func() *torch.Tensor) error {
 		return err
 	}
 	loss := forward()
-	if err := ddp.PostForward(); err != nil {
+	if err := ddp.PostForward(loss); err != nil {
 		return err
 	}
 	return ddp.Backward(loss)
@@ -321,7 +347,7 @@ func newFixtureDDP(g *torch.ProcessGroup) (*fixtureDDP, error) {
 	if err != nil {
 		return nil, err
 	}
-	ddp, err := torch.NewDDP(g, m.Store().Parameters(), m.Store().Buffers())
+	ddp, err := torch.NewDDP(g, m.Store().Parameters(), m.Store().Buffers(), torch.DDPOptions{})
 	if err != nil {
 		m.Close()
 		return nil, err
@@ -508,7 +534,7 @@ func trainSteps(g *torch.ProcessGroup, out string) error {
 	var ddp *torch.DDP
 	if g != nil {
 		rank, world = g.Rank(), g.WorldSize()
-		if ddp, err = torch.NewDDP(g, params, m.Store().Buffers()); err != nil {
+		if ddp, err = torch.NewDDP(g, params, m.Store().Buffers(), torch.DDPOptions{}); err != nil {
 			return err
 		}
 		defer ddp.Close()

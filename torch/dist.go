@@ -134,8 +134,8 @@ func (g *ProcessGroup) Close() {
 // DDP is torch.nn.parallel.DistributedDataParallel's engine over a
 // model's parameters and buffers: c10d's own Reducer, driven as DDP's
 // Python module drives it, with its defaults (25 MiB buckets, the first
-// 1 MiB once rebuilt; buffers broadcast from rank 0 before each forward;
-// every parameter used). NewDDP does what DDP's constructor does: checks
+// 1 MiB once rebuilt; buffers broadcast from rank 0 before each forward)
+// and DDPOptions. NewDDP does what DDP's constructor does: checks
 // every rank's parameter shapes against rank 0's, gives every rank rank
 // 0's parameters and buffers (one broadcast per 250 MiB) and registers
 // the Reducer's gradient hooks. A training step is then PreForward, the
@@ -149,9 +149,19 @@ type DDP struct {
 	g *ProcessGroup
 }
 
+// DDPOptions are DistributedDataParallel's arguments that change what it
+// does.
+type DDPOptions struct {
+	// FindUnusedParameters is find_unused_parameters: some parameters may
+	// take no part in the loss (the reference's ResNet skips its first
+	// block's bn1), so each step's graph is searched for them from the
+	// forward's output, and they are counted as ready.
+	FindUnusedParameters bool
+}
+
 // NewDDP makes g's DDP over params and buffers (every rank the same lists,
 // in the same order: the module's named_parameters and named_buffers).
-func NewDDP(g *ProcessGroup, params, buffers []*Tensor) (*DDP, error) {
+func NewDDP(g *ProcessGroup, params, buffers []*Tensor, o DDPOptions) (*DDP, error) {
 	for _, t := range append(params[:len(params):len(params)], buffers...) {
 		if err := t.Err(); err != nil {
 			return nil, err
@@ -159,7 +169,7 @@ func NewDDP(g *ProcessGroup, params, buffers []*Tensor) (*DDP, error) {
 	}
 	ps, bs := handles(params), handles(buffers)
 	var h C.dpt_ddp
-	if err := check(C.dpt_ddp_new(g.h, first(ps), C.int(len(ps)), first(bs), C.int(len(bs)), &h)); err != nil {
+	if err := check(C.dpt_ddp_new(g.h, first(ps), C.int(len(ps)), first(bs), C.int(len(bs)), cBool(o.FindUnusedParameters), &h)); err != nil {
 		return nil, fmt.Errorf("rank %d of %d: DistributedDataParallel: %s: %w", g.rank, g.worldSize, g.lost(), err)
 	}
 	return &DDP{h: h, g: g}, nil
@@ -178,9 +188,15 @@ func (d *DDP) PreForward() (rebuilt bool, err error) {
 	return r != 0, nil
 }
 
-// PostForward is DDP's step after a training forward: the Reducer then
-// expects a backward.
-func (d *DDP) PostForward() error { return check(C.dpt_ddp_post_forward(d.h)) }
+// PostForward is DDP's step after a training forward whose output is out:
+// the Reducer then expects a backward.
+func (d *DDP) PostForward(out *Tensor) error {
+	if err := out.Err(); err != nil {
+		return err
+	}
+	h := out.h
+	return check(C.dpt_ddp_post_forward(d.h, &h, 1))
+}
 
 // Backward is loss.Backward() with the Reducer's hooks all-reducing the
 // gradients; a failure names the ranks lost.

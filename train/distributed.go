@@ -12,6 +12,7 @@ import (
 	"github.com/deeppacket/deeppacket/data/loader"
 	"github.com/deeppacket/deeppacket/dist"
 	"github.com/deeppacket/deeppacket/internal/progress"
+	"github.com/deeppacket/deeppacket/model"
 	"github.com/deeppacket/deeppacket/torch"
 )
 
@@ -144,12 +145,51 @@ func (g *group) start(t *trainer) error {
 	if n, err := g.differing(sum); err != nil || n > 0 {
 		return errors.Join(err, fmt.Errorf("distributed: %d rank(s) run another configuration or model than rank 0 (compare their config files, flags and DEEPPACKET_ variables; this rank's hash %x)", n, sum))
 	}
+	unused, err := unusedParameters(t.model, t.device)
+	if err != nil {
+		return fmt.Errorf("distributed: find the parameters the loss does not use: %w", err)
+	}
+	if len(unused) > 0 {
+		slog.Info("distributed: parameters the forward does not use (DDP's find_unused_parameters)", "parameters", unused)
+	}
 	store := t.model.Store()
-	if g.ddp, err = torch.NewDDP(g.pg, store.Parameters(), store.Buffers()); err != nil {
+	if g.ddp, err = torch.NewDDP(g.pg, store.Parameters(), store.Buffers(), torch.DDPOptions{FindUnusedParameters: len(unused) > 0}); err != nil {
 		return fmt.Errorf("distributed: %w", err)
 	}
 	slog.Info("distributed: ranks agree", "config_hash", fmt.Sprintf("%016x", sum), "tensors_broadcast", len(vars))
 	return nil
+}
+
+// unusedParameters names the parameters no gradient reaches from the
+// model's output, which DDP must be told of (find_unused_parameters): one
+// forward of a zero batch and its backward, in eval mode (no dropout draw,
+// no batch-norm update, so training is as it would be without it), the
+// gradients cleared after. The reference's ResNet has such parameters (its
+// first block's bn1); its CNN and the SAE have none.
+func unusedParameters(m model.Model, device torch.Device) ([]string, error) {
+	store := m.Store()
+	defer store.Train(store.Train(false))
+	s := torch.NewScope()
+	defer s.Close()
+	x := torch.Zeros(s, []int64{1, 1, int64(m.Preprocessing().SignalLength)}, torch.Float32, device)
+	if err := m.Forward(x).Sum(false).Backward(); err != nil {
+		return nil, err
+	}
+	var unused []string
+	for _, v := range store.Vars() {
+		if v.Buffer {
+			continue
+		}
+		if g := v.Tensor.Grad(); g == nil {
+			unused = append(unused, v.Name)
+		} else {
+			g.Free()
+		}
+		if err := v.Tensor.ZeroGrad(true); err != nil {
+			return nil, err
+		}
+	}
+	return unused, nil
 }
 
 // differing is how many ranks' sum differ from rank 0's: rank 0's is
@@ -188,15 +228,17 @@ func (g *group) differing(sum uint64) (int64, error) {
 }
 
 // checkInSync checks, once training ends, that every rank holds the same
-// weights, bit for bit (a hash of every parameter and buffer), as the
-// gradient averaging keeps them.
+// parameters, bit for bit (a hash), as the gradient averaging keeps them.
+// Buffers (batch norm's statistics) are not compared: each rank's last
+// forward updated its own from its own batch, after rank 0's were
+// broadcast; rank 0's are the ones its checkpoints keep.
 func (g *group) checkInSync(t *trainer) error {
 	if g == nil {
 		return nil
 	}
 	h := fnv.New64a()
-	for _, v := range t.model.Store().Vars() {
-		b, err := v.Tensor.Bytes()
+	for _, p := range t.model.Store().Parameters() {
+		b, err := p.Bytes()
 		if err != nil {
 			return err
 		}
@@ -225,7 +267,7 @@ func (g *group) forward(f func() *torch.Tensor) (*torch.Tensor, error) {
 	if err := out.Err(); err != nil {
 		return nil, err
 	}
-	return out, g.ddp.PostForward()
+	return out, g.ddp.PostForward(out)
 }
 
 // backward is loss.Backward(), which in a distributed run leaves every

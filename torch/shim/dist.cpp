@@ -26,10 +26,10 @@ dpt_error dpt_pg_allreduce_sum(dpt_pg, const dpt_tensor *, int) { return no_gloo
 dpt_error dpt_pg_broadcast(dpt_pg, const dpt_tensor *, int, int) { return no_gloo(); }
 dpt_error dpt_pg_store_set(dpt_pg, const char *, const char *) { return no_gloo(); }
 dpt_error dpt_pg_store_check(dpt_pg, const char *, int *) { return no_gloo(); }
-dpt_error dpt_ddp_new(dpt_pg, const dpt_tensor *, int, const dpt_tensor *, int, dpt_ddp *) { return no_gloo(); }
+dpt_error dpt_ddp_new(dpt_pg, const dpt_tensor *, int, const dpt_tensor *, int, int, dpt_ddp *) { return no_gloo(); }
 void dpt_ddp_free(dpt_ddp d) { delete d; }
 dpt_error dpt_ddp_pre_forward(dpt_ddp, int *) { return no_gloo(); }
-dpt_error dpt_ddp_post_forward(dpt_ddp) { return no_gloo(); }
+dpt_error dpt_ddp_post_forward(dpt_ddp, const dpt_tensor *, int) { return no_gloo(); }
 
 }  // extern "C"
 
@@ -66,6 +66,7 @@ struct dpt_ddp_s {
   c10::intrusive_ptr<c10d::ProcessGroup> group;
   std::shared_ptr<c10d::Reducer> reducer;
   std::vector<at::Tensor> buffers;
+  bool find_unused;
 };
 
 namespace {
@@ -184,16 +185,19 @@ static std::vector<at::Tensor> detached(const dpt_tensor *ts, int n) {
   return out;
 }
 
-// dpt_ddp_new is DistributedDataParallel.__init__ with its defaults (no
-// unused parameters, buffers broadcast, no static graph): every rank's
-// parameters checked against rank 0's, rank 0's parameters and buffers
-// broadcast, and a Reducer over the parameters with one bucket for the
-// first iteration (rebuilt from the order gradients arrive in, then).
+// dpt_ddp_new is DistributedDataParallel.__init__ with its defaults
+// (buffers broadcast, no static graph) and find_unused_parameters as
+// given: every rank's parameters checked against rank 0's, rank 0's
+// parameters and buffers broadcast, and a Reducer over the parameters with,
+// for the first iteration, one bucket (DDP's choice when no parameter can
+// go unused) or buckets of 1 MiB then 25 MiB; they are rebuilt from the
+// order gradients arrive in, then.
 dpt_error dpt_ddp_new(dpt_pg pg, const dpt_tensor *params, int n_params, const dpt_tensor *buffers, int n_buffers,
-                      dpt_ddp *out) {
+                      int find_unused, dpt_ddp *out) {
   return guarded([&] {
     auto d = std::make_unique<dpt_ddp_s>();
     d->group = pg->group;
+    d->find_unused = find_unused != 0;
     std::vector<at::Tensor> ps = tensors(params, n_params);
     c10d::verify_params_across_processes(d->group, ps, {});
     std::vector<at::Tensor> states = detached(params, n_params);
@@ -201,16 +205,17 @@ dpt_error dpt_ddp_new(dpt_pg pg, const dpt_tensor *params, int n_params, const d
     states.insert(states.end(), d->buffers.begin(), d->buffers.end());
     if (!states.empty()) c10d::broadcast_coalesced(d->group, states, kBroadcastBytes, 0);
     std::vector<bool> sparse(ps.size(), false);
-    auto [buckets, limits] =
-        c10d::compute_bucket_assignment_by_size(ps, {static_cast<size_t>(std::numeric_limits<int64_t>::max())}, sparse);
+    std::vector<size_t> caps = {static_cast<size_t>(std::numeric_limits<int64_t>::max())};
+    if (d->find_unused) caps = {static_cast<size_t>(kFirstBucketBytes), static_cast<size_t>(kBucketBytes)};
+    auto [buckets, limits] = c10d::compute_bucket_assignment_by_size(ps, caps, sparse);
     std::reverse(buckets.begin(), buckets.end());
     std::reverse(limits.begin(), limits.end());
 #if TORCH_VERSION_MAJOR >= 2
-    d->reducer = std::make_shared<c10d::Reducer>(ps, buckets, d->group, sparse, kBucketBytes, false, false,
+    d->reducer = std::make_shared<c10d::Reducer>(ps, buckets, d->group, sparse, kBucketBytes, d->find_unused, false,
                                                  std::unordered_map<size_t, std::string>{}, kFirstBucketBytes, false,
                                                  false, std::vector<int64_t>{});
 #else
-    d->reducer = std::make_shared<c10d::Reducer>(ps, buckets, limits, d->group, sparse, kBucketBytes, false, false,
+    d->reducer = std::make_shared<c10d::Reducer>(ps, buckets, limits, d->group, sparse, kBucketBytes, d->find_unused, false,
                                                  std::unordered_map<size_t, std::string>{}, kFirstBucketBytes);
 #endif
     *out = d.release();
@@ -236,9 +241,16 @@ dpt_error dpt_ddp_pre_forward(dpt_ddp d, int *rebuilt) {
 }
 
 // dpt_ddp_post_forward is DDP's _post_forward: the Reducer expects a
-// backward, whose gradient hooks all-reduce each bucket as it fills.
-dpt_error dpt_ddp_post_forward(dpt_ddp d) {
-  return guarded([&] { d->reducer->prepare_for_backward({}); });
+// backward, whose gradient hooks all-reduce each bucket as it fills; when
+// parameters can go unused, it finds them from the outputs' graph.
+dpt_error dpt_ddp_post_forward(dpt_ddp d, const dpt_tensor *outputs, int n) {
+  return guarded([&] {
+    if (d->find_unused) {
+      d->reducer->prepare_for_backward(tensors(outputs, n));
+    } else {
+      d->reducer->prepare_for_backward({});
+    }
+  });
 }
 
 }  // extern "C"

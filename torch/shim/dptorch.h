@@ -140,10 +140,10 @@ dpt_error dpt_pg_broadcast(dpt_pg pg, const dpt_tensor *ts, int n, int root);
 dpt_error dpt_pg_store_set(dpt_pg pg, const char *key, const char *value); /* the group's store (its prefix) */
 dpt_error dpt_pg_store_check(dpt_pg pg, const char *key, int *present);
 dpt_error dpt_ddp_new(dpt_pg pg, const dpt_tensor *params, int n_params, const dpt_tensor *buffers, int n_buffers,
-                      dpt_ddp *out);
+                      int find_unused, dpt_ddp *out);
 void dpt_ddp_free(dpt_ddp d);
 dpt_error dpt_ddp_pre_forward(dpt_ddp d, int *rebuilt);
-dpt_error dpt_ddp_post_forward(dpt_ddp d);
+dpt_error dpt_ddp_post_forward(dpt_ddp d, const dpt_tensor *outputs, int n);
 dpt_error dpt_randperm(int64_t n, uint64_t seed, dpt_tensor *out); /* torch.randperm(n, generator seeded with seed) */
 
 #ifdef __cplusplus
