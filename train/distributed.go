@@ -23,8 +23,9 @@ import (
 // gradients are averaged over the ranks by DDP's own engine, c10d's
 // Reducer (torch.DDP: bucket by bucket, while backward runs), so that all
 // ranks keep the same weights. The epoch's
-// training loss is averaged over the ranks (early stopping decides the same
-// everywhere; every rank evaluates the whole validation set). Only rank 0
+// training loss and validation metrics are averaged over the ranks (every
+// rank evaluates the whole validation set), so that early stopping decides
+// the same everywhere. Only rank 0
 // writes the run folder; the others write to a temporary folder they
 // remove, draw no progress bars and log warnings only, with their rank.
 
@@ -279,21 +280,44 @@ func (g *group) backward(loss *torch.Tensor) error {
 	return g.ddp.Backward(loss)
 }
 
-// epochLoss averages an epoch's summed loss and sample count over the
-// ranks.
-func (g *group) epochLoss(lossSum float64, samples int64) (float64, int64, error) {
+// sum replaces each value by its sum over the ranks (one all-reduce).
+func (g *group) sum(vals ...*float64) error {
 	if g == nil {
-		return lossSum, samples, nil
+		return nil
 	}
 	s := torch.NewScope()
 	defer s.Close()
-	v := torch.FromSlice(s, []float64{lossSum, float64(samples)}, []int64{2}, torch.CPU)
-	if err := g.pg.AllReduceSum(v); err != nil {
-		return 0, 0, err
+	in := make([]float64, len(vals))
+	for i, v := range vals {
+		in[i] = *v
 	}
-	out, err := v.Float64s()
+	t := torch.FromSlice(s, in, []int64{int64(len(in))}, torch.CPU)
+	if err := g.pg.AllReduceSum(t); err != nil {
+		return err
+	}
+	out, err := t.Float64s()
 	if err != nil {
-		return 0, 0, err
+		return err
 	}
-	return out[0], int64(out[1]), nil
+	for i, v := range vals {
+		*v = out[i]
+	}
+	return nil
+}
+
+// mean replaces each value by its mean over the ranks: the validation
+// metrics, which differ between ranks by their batch-norm statistics (each
+// rank's last forward updated its own), so that early stopping and the
+// best checkpoint decide alike everywhere.
+func (g *group) mean(vals ...*float64) error {
+	if g == nil {
+		return nil
+	}
+	if err := g.sum(vals...); err != nil {
+		return err
+	}
+	for _, v := range vals {
+		*v /= float64(g.env.WorldSize)
+	}
+	return nil
 }

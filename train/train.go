@@ -396,10 +396,11 @@ func (t *trainer) epoch(ctx context.Context, epoch int) (EpochMetrics, error) {
 		bar.Add(1)
 	}
 	secs := time.Since(start).Seconds()
-	lossSum, samples, err := t.group.epochLoss(lossSum, samples)
-	if err != nil {
+	count := float64(samples)
+	if err := t.group.sum(&lossSum, &count); err != nil {
 		return EpochMetrics{}, fmt.Errorf("epoch %d: %w", epoch, err)
 	}
+	samples = int64(count)
 	m := EpochMetrics{
 		Epoch: epoch, GlobalStep: t.globalStep, TrainLoss: lossSum / float64(samples),
 		LR: t.cfg.Optimizer.LR, Samples: samples, Seconds: secs, SamplesPerSec: float64(samples) / secs,
@@ -410,6 +411,9 @@ func (t *trainer) epoch(ctx context.Context, epoch int) (EpochMetrics, error) {
 			return EpochMetrics{}, fmt.Errorf("epoch %d validation: %w", epoch, err)
 		}
 		loss, acc := r.loss, r.accuracy()
+		if err := t.group.mean(&loss, &acc); err != nil {
+			return EpochMetrics{}, fmt.Errorf("epoch %d validation: %w", epoch, err)
+		}
 		m.ValLoss, m.ValAcc = &loss, &acc
 	}
 	return m, nil

@@ -626,18 +626,34 @@ func readMetricsCSV(r io.Reader) (steps []int64, losses []float64, err error) {
 }
 
 // TestDistributedRun: two ranks (child processes given RANK, WORLD_SIZE,
-// MASTER_ADDR and MASTER_PORT, as torchrun gives them) train the small CNN
+// MASTER_ADDR and MASTER_PORT, as torchrun gives them) train a small model
 // together over libtorch's c10d: both finish, end with the same weights
 // (the trainer checks it, bit for bit, and rank 0 logs it), each logs its
 // rank and the world size, and only rank 0 writes the run folder, whose
-// checkpoint then resumes in a world of one.
+// checkpoint then resumes in a world of one. The CNN as it is; the ResNet
+// with unused parameters (DDP's find_unused_parameters), batch norm, and
+// early stopping on the validation loss averaged over the ranks.
 func TestDistributedRun(t *testing.T) {
-	dir := t.TempDir()
-	cfg := smallConfig(writeSet(t, dir, "train", 480, 5, 2), 2)
-	cfg.Model.OutputDim = 5
-	cfg.Model.C1OutputDim, cfg.Model.C2OutputDim = 8, 8
-	cfg.Checkpoint.TorchScript = false
-	cfg.Distributed.TimeoutS = 60
+	for _, kind := range []string{"cnn", "resnet"} {
+		t.Run(kind, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := smallConfig(writeSet(t, dir, "train", 480, 5, 2), 2)
+			cfg.Model.Kind = kind
+			cfg.Model.OutputDim = 5
+			cfg.Model.C1OutputDim, cfg.Model.C2OutputDim = 8, 8
+			if kind == "resnet" {
+				cfg.Model.C1KernelSize, cfg.Model.C1Stride, cfg.Model.C1NBlock = 5, 2, 2
+				cfg.ValidationFrac = 0.25
+				cfg.EarlyStopping = EarlyStoppingConfig{Enabled: true, Monitor: "val_loss", Patience: 0, Mode: "min"}
+			}
+			cfg.Checkpoint.TorchScript = false
+			cfg.Distributed.TimeoutS = 60
+			distributedRun(t, dir, cfg)
+		})
+	}
+}
+
+func distributedRun(t *testing.T, dir string, cfg Config) {
 	doc, err := json.Marshal(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -686,6 +702,7 @@ func TestDistributedRun(t *testing.T) {
 	ck.Close()
 	// The group's checkpoint resumes in another world size: one process.
 	cfg.Epochs = 3
+	cfg.EarlyStopping.Enabled = false
 	res, err := Train(context.Background(), cfg, Options{RunDir: run, Resume: filepath.Join(run, CheckpointDir, LastCheckpoint)})
 	if err != nil {
 		t.Fatalf("resume the 2-rank run alone: %v", err)
