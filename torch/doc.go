@@ -50,6 +50,9 @@
 //     heap, no trimming, the largest mmap threshold), so that freed
 //     activations are reused instead of fragmenting a heap per thread or
 //     going back to the kernel; glibc's MALLOC_* variables, where set, win.
+//     Blocks of 32 MB or more, which glibc always maps and unmaps, are kept
+//     for the next tensor of the same size by the shim's CPU allocator
+//     (shim/alloc.cpp, up to 256 MB).
 //   - A finalizer on unscoped tensors is only a safety net for a forgotten
 //     Free; correct code never depends on it.
 //

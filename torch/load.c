@@ -51,7 +51,8 @@ static const char *load_err; /* NULL once loaded */
  *     start: a freed activation stays in the heap for the next batch, instead
  *     of going back to the kernel and costing a page fault per 4 kB when the
  *     next batch asks for it again (half of predict's CPU time was the
- *     kernel's before). */
+ *     kernel's before). Blocks above that threshold are kept for reuse by the
+ *     shim's CPU allocator (shim/alloc.cpp). */
 __attribute__((constructor)) static void tune_malloc(void) {
     if (getenv("MALLOC_ARENA_MAX") == NULL) mallopt(M_ARENA_MAX, 1);
     if (getenv("MALLOC_MMAP_THRESHOLD_") == NULL) mallopt(M_MMAP_THRESHOLD, 32 << 20);
