@@ -1,7 +1,8 @@
 // Package torch is deeppacket's thin binding to libtorch: tensors on CPU or
 // CUDA, autograd, the nn layers and optimisers Deep Packet needs (one
 // Optimizer interface with PyTorch's state_dict layout), c10d's Gloo process
-// group for data-parallel training (ProcessGroup), and serialisation
+// group and DistributedDataParallel's Reducer for data-parallel training
+// (ProcessGroup, DDP), and serialisation
 // that PyTorch reads (torch.save's pickle format, TorchScript). Reading
 // torch.save files is package ckpt's (a safe unpickler), not this one's.
 //
