@@ -203,7 +203,7 @@ func ddpStep(ddp *torch.DDP, forward func() *torch.Tensor) error {
 	if ddp == nil {
 		return forward().Backward()
 	}
-	if _, err := ddp.PreForward(); err != nil {
+	if err := ddp.PreForward(); err != nil {
 		return err
 	}
 	loss := forward()

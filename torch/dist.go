@@ -45,11 +45,7 @@ func NewProcessGroup(o GroupOptions) (*ProcessGroup, error) {
 	defer freeC(host)
 	defer freeC(prefix)
 	var h C.dpt_pg
-	hostStore := 0
-	if o.HostStore {
-		hostStore = 1
-	}
-	if err := check(C.dpt_pg_new(host, C.int(o.Port), C.int(o.Rank), C.int(o.WorldSize), C.int(hostStore),
+	if err := check(C.dpt_pg_new(host, C.int(o.Port), C.int(o.Rank), C.int(o.WorldSize), cBool(o.HostStore),
 		C.int64_t(o.Timeout.Milliseconds()), prefix, &h)); err != nil {
 		return nil, fmt.Errorf("join the process group at %s:%d as rank %d of %d: %w", o.Addr, o.Port, o.Rank, o.WorldSize, err)
 	}
@@ -178,14 +174,12 @@ func NewDDP(g *ProcessGroup, params, buffers []*Tensor, o DDPOptions) (*DDP, err
 // PreForward is DDP's step before a training forward: the Reducer's
 // prepare_for_forward, its bucket rebuild (at the second step, from the
 // order the first backward produced gradients in; rank 0's buckets are
-// broadcast), and rank 0's buffers broadcast. It reports whether the
-// buckets were rebuilt.
-func (d *DDP) PreForward() (rebuilt bool, err error) {
-	var r C.int
-	if err := check(C.dpt_ddp_pre_forward(d.h, &r)); err != nil {
-		return false, fmt.Errorf("rank %d of %d: before the forward: %s: %w", d.g.rank, d.g.worldSize, d.g.lost(), err)
+// broadcast), and rank 0's buffers broadcast.
+func (d *DDP) PreForward() error {
+	if err := check(C.dpt_ddp_pre_forward(d.h)); err != nil {
+		return fmt.Errorf("rank %d of %d: before the forward: %s: %w", d.g.rank, d.g.worldSize, d.g.lost(), err)
 	}
-	return r != 0, nil
+	return nil
 }
 
 // PostForward is DDP's step after a training forward whose output is out:

@@ -88,6 +88,6 @@ DPT_FN(dpt_error, dpt_pg_store_set, (dpt_pg pg, const char *key, const char *val
 DPT_FN(dpt_error, dpt_pg_store_check, (dpt_pg pg, const char *key, int *present), (pg, key, present), dpt_load_failure())
 DPT_FN(dpt_error, dpt_ddp_new, (dpt_pg pg, const dpt_tensor *params, int n_params, const dpt_tensor *buffers, int n_buffers, int find_unused, dpt_ddp *out), (pg, params, n_params, buffers, n_buffers, find_unused, out), dpt_load_failure())
 DPT_VOID(dpt_ddp_free, (dpt_ddp d), (d))
-DPT_FN(dpt_error, dpt_ddp_pre_forward, (dpt_ddp d, int *rebuilt), (d, rebuilt), dpt_load_failure())
+DPT_FN(dpt_error, dpt_ddp_pre_forward, (dpt_ddp d), (d), dpt_load_failure())
 DPT_FN(dpt_error, dpt_ddp_post_forward, (dpt_ddp d, const dpt_tensor *outputs, int n), (d, outputs, n), dpt_load_failure())
 DPT_FN(dpt_error, dpt_randperm, (int64_t n, uint64_t seed, dpt_tensor *out), (n, seed, out), dpt_load_failure())

@@ -40,7 +40,7 @@ func ExampleNewDDP() {
 	s := torch.NewScope()
 	defer s.Close()
 	x := torch.FromSlice(s, []float32{1, 2, 3, 4, 5, 6}, []int64{2, 3}, torch.CPU)
-	if _, err := ddp.PreForward(); err != nil {
+	if err := ddp.PreForward(); err != nil {
 		panic(err)
 	}
 	loss := fc.Forward(x).Sum(false)

@@ -134,15 +134,6 @@ func (t *Tensor) Add_(other *Tensor, alpha float64) *Tensor {
 	return t
 }
 
-// DivScalar_ is t.div_(s): t divided by s in place.
-func (t *Tensor) DivScalar_(s float64) error {
-	if err := t.Err(); err != nil {
-		return err
-	}
-	var unused C.dpt_tensor
-	return check(C.dpt_scalar_op(C.DPT_DIV_, t.h, C.double(s), &unused))
-}
-
 func (t *Tensor) scalarOp(op C.int, s float64) *Tensor {
 	return apply(func(out *C.dpt_tensor) C.dpt_error { return C.dpt_scalar_op(op, t.h, C.double(s), out) }, t)
 }

@@ -36,25 +36,20 @@ func (s *Store) Root() Path { return Path{store: s} }
 func (s *Store) Vars() []*Var { return s.vars }
 
 // Parameters lists the trainable tensors in order.
-func (s *Store) Parameters() []*Tensor {
-	var ps []*Tensor
-	for _, v := range s.vars {
-		if !v.Buffer {
-			ps = append(ps, v.Tensor)
-		}
-	}
-	return ps
-}
+func (s *Store) Parameters() []*Tensor { return s.tensors(false) }
 
 // Buffers lists the other tensors (batch norm's statistics) in order.
-func (s *Store) Buffers() []*Tensor {
-	var bs []*Tensor
+func (s *Store) Buffers() []*Tensor { return s.tensors(true) }
+
+// tensors lists the buffers, or the parameters, in order.
+func (s *Store) tensors(buffers bool) []*Tensor {
+	var ts []*Tensor
 	for _, v := range s.vars {
-		if v.Buffer {
-			bs = append(bs, v.Tensor)
+		if v.Buffer == buffers {
+			ts = append(ts, v.Tensor)
 		}
 	}
-	return bs
+	return ts
 }
 
 // Lookup finds a variable by its dotted name.

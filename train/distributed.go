@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/deeppacket/deeppacket/data/loader"
@@ -211,21 +212,14 @@ func (g *group) differing(sum uint64) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	differ := int64(0)
-	for i := range got {
-		if got[i] != pieces[i] {
-			differ = 1
-		}
+	differ := 0.0
+	if !slices.Equal(got, pieces) {
+		differ = 1
 	}
-	count := torch.FromSlice(s, []int64{differ}, []int64{1}, torch.CPU)
-	if err := g.pg.AllReduceSum(count); err != nil {
+	if err := g.sum(&differ); err != nil {
 		return 0, err
 	}
-	n, err := count.Int64s()
-	if err != nil {
-		return 0, err
-	}
-	return n[0], nil
+	return int64(differ), nil
 }
 
 // checkInSync checks, once training ends, that every rank holds the same
@@ -261,7 +255,7 @@ func (g *group) forward(f func() *torch.Tensor) (*torch.Tensor, error) {
 	if g == nil {
 		return f(), nil
 	}
-	if _, err := g.ddp.PreForward(); err != nil {
+	if err := g.ddp.PreForward(); err != nil {
 		return nil, err
 	}
 	out := f()

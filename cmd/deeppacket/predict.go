@@ -415,9 +415,9 @@ func (p *predictor) finish() error {
 // closeCaptures writes the flows of the open captures before next (all of
 // them when next is nil), which are done and have no packet pending.
 func (p *predictor) closeCaptures(next *captureFlows) error {
+	task := p.model.Task()
 	for len(p.open) > 0 && p.open[0] != next && p.open[0].done {
 		c := p.open[0]
-		task := p.model.Task()
 		for _, f := range c.order {
 			agg := c.byFlow[f]
 			class, prob := agg.score.Verdict()

@@ -28,7 +28,7 @@ dpt_error dpt_pg_store_set(dpt_pg, const char *, const char *) { return no_gloo(
 dpt_error dpt_pg_store_check(dpt_pg, const char *, int *) { return no_gloo(); }
 dpt_error dpt_ddp_new(dpt_pg, const dpt_tensor *, int, const dpt_tensor *, int, int, dpt_ddp *) { return no_gloo(); }
 void dpt_ddp_free(dpt_ddp d) { delete d; }
-dpt_error dpt_ddp_pre_forward(dpt_ddp, int *) { return no_gloo(); }
+dpt_error dpt_ddp_pre_forward(dpt_ddp) { return no_gloo(); }
 dpt_error dpt_ddp_post_forward(dpt_ddp, const dpt_tensor *, int) { return no_gloo(); }
 
 }  // extern "C"
@@ -179,9 +179,8 @@ constexpr size_t kBroadcastBytes = 250 << 20;
 
 // detached are ts without autograd history: the tensors DDP broadcasts.
 static std::vector<at::Tensor> detached(const dpt_tensor *ts, int n) {
-  std::vector<at::Tensor> out;
-  out.reserve(n);
-  for (int i = 0; i < n; i++) out.push_back(ts[i]->t.detach());
+  std::vector<at::Tensor> out = tensors(ts, n);
+  for (auto &t : out) t = t.detach();
   return out;
 }
 
@@ -232,10 +231,10 @@ void dpt_ddp_free(dpt_ddp d) {
 // dpt_ddp_pre_forward is DDP's _pre_forward for a training forward:
 // prepare_for_forward, the bucket rebuild (once, at the second iteration),
 // then rank 0's buffers.
-dpt_error dpt_ddp_pre_forward(dpt_ddp d, int *rebuilt) {
+dpt_error dpt_ddp_pre_forward(dpt_ddp d) {
   return guarded([&] {
     d->reducer->prepare_for_forward();
-    *rebuilt = d->reducer->rebuild_buckets() ? 1 : 0;
+    d->reducer->rebuild_buckets();
     if (!d->buffers.empty()) c10d::broadcast_coalesced(d->group, d->buffers, kBroadcastBytes, 0);
   });
 }

@@ -389,7 +389,6 @@ dpt_error dpt_scalar_op(int op, dpt_tensor a, double s, dpt_tensor *out) {
       case DPT_SUB: *out = wrap(at::sub(x, s)); return;
       case DPT_MUL: *out = wrap(at::mul(x, s)); return;
       case DPT_DIV: *out = wrap(at::div(x, s)); return;
-      case DPT_DIV_: x.div_(s); return;
     }
     throw std::invalid_argument("unknown scalar op " + std::to_string(op));
   });

@@ -81,8 +81,8 @@ dpt_error dpt_dropout(dpt_tensor x, double p, int training, dpt_tensor *out);
 dpt_error dpt_unary(int op, dpt_tensor x, dpt_tensor *out);
 enum { DPT_RELU = 0, DPT_SIGMOID = 1, DPT_NEG = 2, DPT_SQRT = 3, DPT_EXP = 4, DPT_LOG = 5, DPT_TANH = 6, DPT_ABS = 7 };
 dpt_error dpt_binary(int op, dpt_tensor a, dpt_tensor b, double alpha, dpt_tensor *out);
-enum { DPT_ADD = 0, DPT_SUB = 1, DPT_MUL = 2, DPT_DIV = 3, DPT_ADD_ = 4, DPT_EQ = 5, DPT_DIV_ = 6 };
-dpt_error dpt_scalar_op(int op, dpt_tensor a, double s, dpt_tensor *out); /* op: DPT_ADD, DPT_SUB, DPT_MUL, DPT_DIV; DPT_DIV_ in place (out untouched) */
+enum { DPT_ADD = 0, DPT_SUB = 1, DPT_MUL = 2, DPT_DIV = 3, DPT_ADD_ = 4, DPT_EQ = 5 };
+dpt_error dpt_scalar_op(int op, dpt_tensor a, double s, dpt_tensor *out); /* op: DPT_ADD, DPT_SUB, DPT_MUL, DPT_DIV */
 dpt_error dpt_pad(dpt_tensor x, const int64_t *pad, int npad, double value, dpt_tensor *out);
 dpt_error dpt_transpose(dpt_tensor x, int64_t d0, int64_t d1, dpt_tensor *out);
 dpt_error dpt_reshape(dpt_tensor x, const int64_t *shape, int ndim, int view, dpt_tensor *out);
@@ -142,7 +142,7 @@ dpt_error dpt_pg_store_check(dpt_pg pg, const char *key, int *present);
 dpt_error dpt_ddp_new(dpt_pg pg, const dpt_tensor *params, int n_params, const dpt_tensor *buffers, int n_buffers,
                       int find_unused, dpt_ddp *out);
 void dpt_ddp_free(dpt_ddp d);
-dpt_error dpt_ddp_pre_forward(dpt_ddp d, int *rebuilt);
+dpt_error dpt_ddp_pre_forward(dpt_ddp d);
 dpt_error dpt_ddp_post_forward(dpt_ddp d, const dpt_tensor *outputs, int n);
 dpt_error dpt_randperm(int64_t n, uint64_t seed, dpt_tensor *out); /* torch.randperm(n, generator seeded with seed) */
 
