@@ -106,7 +106,9 @@ func CUDADeviceCount() int { return int(C.dpt_cuda_device_count()) }
 // ManualSeed is torch.manual_seed: seeds the CPU and every CUDA generator.
 func ManualSeed(seed uint64) error { return check(C.dpt_manual_seed(C.uint64_t(seed))) }
 
-// SetNumThreads is torch.set_num_threads (intra-op parallelism).
+// SetNumThreads is torch.set_num_threads (intra-op parallelism), for calls
+// on every OS thread: OpenMP keeps the count per thread, so the shim gives
+// each thread that makes a call this count first.
 func SetNumThreads(n int) { C.dpt_set_num_threads(C.int(n)) }
 
 // NumThreads is torch.get_num_threads.

@@ -1,6 +1,7 @@
 package torch
 
 import (
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -28,5 +29,27 @@ func TestParseDeviceWithoutGPU(t *testing.T) {
 		if _, err := ParseDevice(name); err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), Version()) {
 			t.Errorf("%s: error %v, want one naming libtorch %s and saying %q", name, err, Version(), want)
 		}
+	}
+}
+
+// SetNumThreads holds on every OS thread, not only the one that called it
+// (OpenMP keeps the count per thread; Go moves calls between threads): a
+// goroutine locked to another OS thread sees the count set, one that no
+// default can give (more than the machine's cores).
+func TestNumThreadsOnEveryOSThread(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	prev := NumThreads()
+	defer SetNumThreads(prev)
+	want := runtime.NumCPU() + 1
+	SetNumThreads(want)
+	got := make(chan int)
+	go func() {
+		runtime.LockOSThread() // another OS thread: this one is locked above
+		defer runtime.UnlockOSThread()
+		got <- NumThreads()
+	}()
+	if n := <-got; n != want {
+		t.Errorf("another OS thread runs with %d threads, want the %d set", n, want)
 	}
 }

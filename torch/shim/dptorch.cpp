@@ -162,8 +162,14 @@ dpt_error dpt_manual_seed(uint64_t seed) {
   load_cuda();  // so that CUDA's generators are seeded too, when there are GPUs
   return guarded([&] { torch::manual_seed(seed); });
 }
-void dpt_set_num_threads(int n) { at::set_num_threads(n); }
-int dpt_get_num_threads(void) { return at::get_num_threads(); }
+void dpt_set_num_threads(int n) {
+  dpt::threads.store(n, std::memory_order_relaxed);
+  at::set_num_threads(n);
+}
+int dpt_get_num_threads(void) {
+  dpt::apply_threads();
+  return at::get_num_threads();
+}
 void dpt_set_grad_enabled(int enabled) { c10::GradMode::set_enabled(enabled != 0); }
 int dpt_is_grad_enabled(void) { return c10::GradMode::is_enabled() ? 1 : 0; }
 
