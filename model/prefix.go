@@ -189,7 +189,9 @@ type value struct {
 func (v value) length() int64 { return v.zero.Shape()[2] }
 
 // upTo is the first n positions of the activation, computed ones first,
-// then the zero input's, [B, C, n].
+// then the zero input's, [B, C, n]: a tensor of its own (a view of v.t or
+// a new one), which the caller frees once it is used, so that a forward
+// holds no more than its live activations.
 func (v value) upTo(s *torch.Scope, n int64) *torch.Tensor {
 	if n <= v.p {
 		return v.t.Narrow(2, 0, n)
@@ -255,6 +257,7 @@ func release(vals map[string]value, name string, next, input *torch.Tensor) {
 func (f *prefixForward) flattenLinear(s *torch.Scope, d *prefixDense, in value) value {
 	shape := in.t.Shape()
 	x := in.t.Transpose(1, 2).Reshape(shape[0], in.p*d.channels)
+	defer x.Free()
 	return value{t: x.Linear(s.Own(d.weight.Narrow(1, 0, in.p*d.channels)), f.row(s, d.tail[in.p], x))}
 }
 
@@ -288,17 +291,22 @@ func (f *prefixForward) step(s *torch.Scope, i int, op Op, vals map[string]value
 	case OpMaxPool1d:
 		k := op.Kernel
 		p := min(in.length()/k, (in.p+k-1)/k)
-		t := in.upTo(s, p*k).MaxPool1d(torch.MaxPool1dOptions{Kernel: k})
-		return value{t: t, p: p, zero: zero}, nil
+		x := in.upTo(s, p*k)
+		defer x.Free()
+		return value{t: x.MaxPool1d(torch.MaxPool1dOptions{Kernel: k}), p: p, zero: zero}, nil
 	case OpAdd:
 		other := vals[op.In2]
 		p := max(in.p, other.p)
-		return value{t: in.upTo(s, p).Add(other.upTo(s, p)), p: p, zero: zero}, nil
+		a, b := in.upTo(s, p), other.upTo(s, p)
+		defer a.Free()
+		defer b.Free()
+		return value{t: a.Add(b), p: p, zero: zero}, nil
 	case OpMean:
 		t := in.t.Sum(false, -1).Add(f.row(s, f.meanTail[i][in.p], in.t)).DivScalar(float64(in.length()))
 		return value{t: t}, nil
 	case OpFlatten:
 		t := in.upTo(s, in.length())
+		defer t.Free()
 		return value{t: t.Reshape(t.Shape()[0], -1)}, nil
 	}
 	return value{}, fmt.Errorf("no prefix form for step kind %v", op.Kind)
@@ -319,8 +327,10 @@ func (f *prefixForward) conv(s *torch.Scope, op Op, in value, zero *torch.Tensor
 	need := (p-1)*stride - left + k // input positions read, from -left
 	hi := min(l, need)
 	x := in.upTo(s, hi)
+	defer x.Free()
 	if left > 0 || need > hi {
 		x = x.Pad([]int64{left, need - hi}, 0)
+		defer x.Free()
 	}
 	t := x.Conv1d(f.params[op.Param+".weight"], f.params[op.Param+".bias"], torch.Conv1dOptions{Stride: stride, Groups: op.Groups})
 	return value{t: t, p: p, zero: zero}

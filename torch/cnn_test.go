@@ -164,7 +164,7 @@ func BenchmarkTrainStep(b *testing.B) {
 }
 
 // residentMB reads this process's resident set size.
-func residentMB(b *testing.B) float64 {
+func residentMB(b testing.TB) float64 {
 	data, err := os.ReadFile("/proc/self/statm")
 	if err != nil {
 		b.Skipf("no /proc/self/statm: %v", err)
