@@ -21,6 +21,12 @@ import (
 // activation (the CNN's fc1, the SAE's first layer). The result is the
 // full forward's, up to float32 rounding (sums taken in another order).
 //
+// Activations with a length axis are kept with their channels innermost in
+// memory ([B, C, p] tensors with strides [C*p, 1, C]): the shim runs
+// convolutions, batch norms and max pools over that layout as oneDNN's
+// channels-last ones, faster on few channels, and the zero tails are
+// spliced on along the outer axis, in one copy.
+//
 // It interprets InferenceOps, the same list the TorchScript and ONNX
 // exports write, so it follows the models without code of its own per
 // architecture.
@@ -120,7 +126,7 @@ func (f *prefixForward) prepare(device torch.Device) error {
 		}
 		vals[op.Out] = out
 		if len(out.Shape()) == 3 {
-			f.zero[i] = f.keep(s.Keep(out.Clone()))
+			f.zero[i] = f.keep(s.Keep(channelsLast(out)))
 		}
 	}
 	return nil
@@ -189,16 +195,55 @@ type value struct {
 func (v value) length() int64 { return v.zero.Shape()[2] }
 
 // upTo is the first n positions of the activation, computed ones first,
-// then the zero input's, [B, C, n]: a tensor of its own (a view of v.t or
-// a new one), which the caller frees once it is used, so that a forward
-// holds no more than its live activations.
-func (v value) upTo(s *torch.Scope, n int64) *torch.Tensor {
-	if n <= v.p {
+// then the zero input's, [B, C, n].
+func (f *prefixForward) upTo(v value, n int64) *torch.Tensor { return f.spliced(v, 0, n, 0) }
+
+// spliced is left zeros, the first n positions of the activation (computed
+// ones first, then the zero input's) and right zeros, [B, C, left+n+right],
+// channels innermost: a view of v.t when there is nothing to add, else one
+// concatenation along the length of [B, length, C] pieces. It is a tensor of
+// its own, which the caller frees once it is used, so that a forward holds
+// no more than its live activations.
+func (f *prefixForward) spliced(v value, left, n, right int64) *torch.Tensor {
+	if left == 0 && right == 0 && n <= v.p {
 		return v.t.Narrow(2, 0, n)
 	}
 	shape := v.t.Shape()
-	rest := s.Own(s.Own(v.zero.Narrow(2, v.p, n-v.p)).Expand(shape[0], shape[1], n-v.p))
-	return torch.Cat([]*torch.Tensor{v.t, rest}, 2)
+	b, c := shape[0], shape[1]
+	var made []*torch.Tensor // freed on return: views that hold v.t's storage
+	defer func() {
+		for _, t := range made {
+			t.Free()
+		}
+	}()
+	piece := func(t *torch.Tensor) *torch.Tensor {
+		made = append(made, t)
+		return t
+	}
+	zeros := func(k int64) *torch.Tensor { // from the all-zero input, [1, 1, L]
+		return piece(piece(piece(f.input0.Narrow(2, 0, k)).Transpose(1, 2)).Expand(b, k, c))
+	}
+	var parts []*torch.Tensor
+	if left > 0 {
+		parts = append(parts, zeros(left))
+	}
+	parts = append(parts, piece(piece(v.t.Narrow(2, 0, min(n, v.p))).Transpose(1, 2)))
+	if n > v.p {
+		parts = append(parts, piece(piece(piece(v.zero.Narrow(2, v.p, n-v.p)).Expand(b, c, n-v.p)).Transpose(1, 2)))
+	}
+	if right > 0 {
+		parts = append(parts, zeros(right))
+	}
+	return piece(torch.Cat(parts, 1)).Transpose(1, 2)
+}
+
+// channelsLast is t, [B, C, L], with its channels innermost in memory.
+func channelsLast(t *torch.Tensor) *torch.Tensor {
+	tt := t.Transpose(1, 2)
+	defer tt.Free()
+	c := tt.Contiguous()
+	defer c.Free()
+	return c.Transpose(1, 2)
 }
 
 // Forward computes the logits of inputs whose first n values are x, [B, 1,
@@ -213,7 +258,10 @@ func (f *prefixForward) Forward(x *torch.Tensor) (*torch.Tensor, error) {
 			err = fmt.Errorf("input of %d values: want 1 to %d", n, f.length)
 			return x
 		}
-		vals := map[string]value{"x": {t: x, p: n, zero: f.input0}}
+		// One channel: [B, 1, n] is also channels-last, once its strides
+		// say so.
+		xs := x.Reshape(x.Shape()[0], n, 1).Transpose(1, 2)
+		vals := map[string]value{"x": {t: xs, p: n, zero: f.input0}}
 		for i := 0; i < len(f.ops); i++ {
 			op := f.ops[i]
 			var out value
@@ -285,19 +333,19 @@ func (f *prefixForward) step(s *torch.Scope, i int, op Op, vals map[string]value
 		t, err := f.full(op, map[string]*torch.Tensor{op.In: in.t})
 		return value{t: t, p: in.p, zero: zero}, err
 	case OpConv1d:
-		return f.conv(s, op, in, zero), nil
+		return f.conv(op, in, zero), nil
 	case OpPad:
-		return f.pad(op, in, zero), nil
+		return f.pad(op, in, zero)
 	case OpMaxPool1d:
 		k := op.Kernel
 		p := min(in.length()/k, (in.p+k-1)/k)
-		x := in.upTo(s, p*k)
+		x := f.upTo(in, p*k)
 		defer x.Free()
 		return value{t: x.MaxPool1d(torch.MaxPool1dOptions{Kernel: k}), p: p, zero: zero}, nil
 	case OpAdd:
 		other := vals[op.In2]
 		p := max(in.p, other.p)
-		a, b := in.upTo(s, p), other.upTo(s, p)
+		a, b := f.upTo(in, p), f.upTo(other, p)
 		defer a.Free()
 		defer b.Free()
 		return value{t: a.Add(b), p: p, zero: zero}, nil
@@ -305,7 +353,7 @@ func (f *prefixForward) step(s *torch.Scope, i int, op Op, vals map[string]value
 		t := in.t.Sum(false, -1).Add(f.row(s, f.meanTail[i][in.p], in.t)).DivScalar(float64(in.length()))
 		return value{t: t}, nil
 	case OpFlatten:
-		t := in.upTo(s, in.length())
+		t := f.upTo(in, in.length())
 		defer t.Free()
 		return value{t: t.Reshape(t.Shape()[0], -1)}, nil
 	}
@@ -315,7 +363,7 @@ func (f *prefixForward) step(s *torch.Scope, i int, op Op, vals map[string]value
 // conv is a convolution over a prefix: the outputs the prefix reaches,
 // from the inputs they read (the zero input's past the prefix, and the
 // SAME padding's zeros).
-func (f *prefixForward) conv(s *torch.Scope, op Op, in value, zero *torch.Tensor) value {
+func (f *prefixForward) conv(op Op, in value, zero *torch.Tensor) value {
 	k, stride := f.params[op.Param+".weight"].Shape()[2], max(op.Stride, 1)
 	l := in.length()
 	var left, right int64
@@ -326,27 +374,31 @@ func (f *prefixForward) conv(s *torch.Scope, op Op, in value, zero *torch.Tensor
 	p := min(lOut, (in.p+left+stride-1)/stride)
 	need := (p-1)*stride - left + k // input positions read, from -left
 	hi := min(l, need)
-	x := in.upTo(s, hi)
+	x := f.spliced(in, left, hi, need-hi)
 	defer x.Free()
-	if left > 0 || need > hi {
-		x = x.Pad([]int64{left, need - hi}, 0)
-		defer x.Free()
-	}
 	t := x.Conv1d(f.params[op.Param+".weight"], f.params[op.Param+".bias"], torch.Conv1dOptions{Stride: stride, Groups: op.Groups})
 	return value{t: t, p: p, zero: zero}
 }
 
 // pad is zero padding over a prefix: channels are padded as they are, the
 // length's left padding shifts the prefix (its right padding is zero's).
-func (f *prefixForward) pad(op Op, in value, zero *torch.Tensor) value {
-	if len(op.Pads) != 2 {
-		return value{t: in.t.Pad(op.Pads, 0), p: in.p, zero: zero}
+func (f *prefixForward) pad(op Op, in value, zero *torch.Tensor) (value, error) {
+	switch {
+	case len(op.Pads) == 4 && op.Pads[0] == 0 && op.Pads[1] == 0:
+		// Channels, padded over the [B, p, C] layout.
+		tt := in.t.Transpose(1, 2)
+		defer tt.Free()
+		padded := tt.Pad(op.Pads[2:], 0)
+		defer padded.Free()
+		return value{t: padded.Transpose(1, 2), p: in.p, zero: zero}, nil
+	case len(op.Pads) != 2:
+		return value{}, fmt.Errorf("padding %v: want the length's or the channels'", op.Pads)
 	}
 	left, right := op.Pads[0], op.Pads[1]
 	if in.p == in.length() {
-		return value{t: in.t.Pad(op.Pads, 0), p: in.p + left + right, zero: zero}
+		return value{t: f.spliced(in, left, in.p, right), p: in.p + left + right, zero: zero}, nil
 	}
-	return value{t: in.t.Pad([]int64{left, 0}, 0), p: in.p + left, zero: zero}
+	return value{t: f.spliced(in, left, in.p, 0), p: in.p + left, zero: zero}, nil
 }
 
 // full runs op on whole activations (vals by name).

@@ -368,14 +368,25 @@ func Randn(s *Scope, shape []int64, dtype DType, device Device) *Tensor {
 
 // Shape is the tensor's size per dimension (nil for a failed tensor).
 func (t *Tensor) Shape() []int64 {
+	return t.perAxis(func(out *C.int64_t) { C.dpt_shape(t.h, out) })
+}
+
+// Stride is Tensor.stride(): for each axis, how many elements apart in
+// memory two neighbours along it are.
+func (t *Tensor) Stride() []int64 {
+	return t.perAxis(func(out *C.int64_t) { C.dpt_stride(t.h, out) })
+}
+
+// perAxis is one value per axis of t, as get writes them.
+func (t *Tensor) perAxis(get func(out *C.int64_t)) []int64 {
 	if t.Err() != nil {
 		return nil
 	}
-	shape := make([]int64, int(C.dpt_dim(t.h)))
-	if len(shape) > 0 {
-		C.dpt_shape(t.h, (*C.int64_t)(unsafe.Pointer(&shape[0])))
+	vals := make([]int64, int(C.dpt_dim(t.h)))
+	if len(vals) > 0 {
+		get((*C.int64_t)(unsafe.Pointer(&vals[0])))
 	}
-	return shape
+	return vals
 }
 
 // Numel is the number of elements.
@@ -467,6 +478,12 @@ func (t *Tensor) String() string {
 // Clone is Tensor.clone.
 func (t *Tensor) Clone() *Tensor {
 	return apply(func(out *C.dpt_tensor) C.dpt_error { return C.dpt_clone(t.h, out) }, t)
+}
+
+// Contiguous is Tensor.contiguous: t itself (a new handle) when its values
+// are in row-major order, else a copy that has them so.
+func (t *Tensor) Contiguous() *Tensor {
+	return apply(func(out *C.dpt_tensor) C.dpt_error { return C.dpt_contiguous(t.h, out) }, t)
 }
 
 // Detach is Tensor.detach: the same data, outside autograd.

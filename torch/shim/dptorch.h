@@ -50,12 +50,14 @@ dpt_error dpt_rand(const int64_t *shape, int ndim, int dtype, const char *device
 dpt_error dpt_randn(const int64_t *shape, int ndim, int dtype, const char *device, dpt_tensor *out);
 int dpt_dim(dpt_tensor t);
 void dpt_shape(dpt_tensor t, int64_t *out);
+void dpt_stride(dpt_tensor t, int64_t *out);
 int dpt_dtype(dpt_tensor t);
 dpt_error dpt_device(dpt_tensor t, char **out);
 dpt_error dpt_to(dpt_tensor t, const char *device, int dtype, dpt_tensor *out); /* dtype -1 keeps it */
 dpt_error dpt_item(dpt_tensor t, double *out);
 dpt_error dpt_to_string(dpt_tensor t, char **out);
 dpt_error dpt_clone(dpt_tensor t, dpt_tensor *out);
+dpt_error dpt_contiguous(dpt_tensor t, dpt_tensor *out);
 dpt_error dpt_detach(dpt_tensor t, dpt_tensor *out);
 dpt_error dpt_equal(dpt_tensor a, dpt_tensor b, int *out);
 

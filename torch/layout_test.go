@@ -1,0 +1,100 @@
+package torch_test
+
+import (
+	"math"
+	"slices"
+	"testing"
+
+	"github.com/deeppacket/deeppacket/torch"
+)
+
+// TestChannelsLast1d: Conv1d, BatchNorm and MaxPool1d over a [N, C, L]
+// tensor whose channels are innermost in memory (a transposed [N, L, C])
+// answer in that layout (strides [C'L', 1, C']), with the values they give
+// for the same tensor in row-major order: the convolution within the float32
+// bound of a sum of C*k+1 products taken in another order (2·γ(n)·Σ|x·w|, per
+// output), batch norm and max pooling exactly.
+func TestChannelsLast1d(t *testing.T) {
+	s := torch.NewScope()
+	defer s.Close()
+	if err := torch.ManualSeed(3); err != nil {
+		t.Fatal(err)
+	}
+	randn := func(shape ...int64) *torch.Tensor { return torch.Randn(s, shape, torch.Float32, torch.CPU) }
+	type op struct {
+		name     string
+		channels int64
+		apply    func(x *torch.Tensor) *torch.Tensor
+		// bound is the tolerance per output for x (nil: exact).
+		bound func(x *torch.Tensor) *torch.Tensor
+	}
+	conv := func(name string, in, out, k, stride, pad int64) op {
+		w, b := randn(out, in, k).MulScalar(0.2), randn(out)
+		o := torch.Conv1dOptions{Stride: stride, Padding: pad}
+		n := float64(in*k + 1)
+		gamma := n * 0x1p-24 / (1 - n*0x1p-24)
+		return op{name, in,
+			func(x *torch.Tensor) *torch.Tensor { return x.Conv1d(w, b, o) },
+			func(x *torch.Tensor) *torch.Tensor {
+				return x.Abs().Conv1d(w.Abs(), b.Abs(), o).MulScalar(2 * gamma)
+			}}
+	}
+	mean, vr, g, beta := randn(16), randn(16).Abs().AddScalar(0.5), randn(16), randn(16)
+	tests := []op{
+		conv("conv1d 16 to 16, k5, SAME", 16, 16, 5, 1, 2),
+		conv("conv1d 16 to 16, k5, stride 3", 16, 16, 5, 3, 1),
+		conv("conv1d 1 to 16, k5", 1, 16, 5, 1, 2),
+		conv("conv1d 16 to 32, k4, stride 3", 16, 32, 4, 3, 0),
+		{"batch norm, eval", 16, func(x *torch.Tensor) *torch.Tensor {
+			return x.BatchNorm(g, beta, mean, vr, false, 0.1, 1e-5)
+		}, nil},
+		{"max_pool1d 3", 16, func(x *torch.Tensor) *torch.Tensor {
+			return x.MaxPool1d(torch.MaxPool1dOptions{Kernel: 3})
+		}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			nlc := randn(4, 101, tc.channels) // [N, L, C] in row-major order
+			x := nlc.Transpose(1, 2)          // [N, C, L], channels innermost
+			vals, err := x.Contiguous().Float32s()
+			if err != nil {
+				t.Fatal(err)
+			}
+			rowMajor := torch.FromSlice(s, vals, x.Shape(), torch.CPU) // strides [C*L, L, 1]
+			if slices.Equal(x.Stride(), rowMajor.Stride()) {
+				t.Fatalf("the transposed input has row-major strides %v", x.Stride())
+			}
+			got, want := tc.apply(x), tc.apply(rowMajor)
+			shape := got.Shape()
+			if wantStride := []int64{shape[1] * shape[2], 1, shape[1]}; !slices.Equal(got.Stride(), wantStride) {
+				t.Errorf("strides %v for shape %v: want channels innermost, %v", got.Stride(), shape, wantStride)
+			}
+			if !slices.Equal(shape, want.Shape()) {
+				t.Fatalf("shape %v, want %v", shape, want.Shape())
+			}
+			g, err := got.Contiguous().Float32s()
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, err := want.Float32s()
+			if err != nil {
+				t.Fatal(err)
+			}
+			bound := make([]float32, len(w))
+			if tc.bound != nil {
+				if bound, err = tc.bound(rowMajor).Float32s(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			worst := 0.0
+			for i := range w {
+				d := math.Abs(float64(g[i] - w[i]))
+				if d > float64(bound[i]) {
+					t.Fatalf("output %d: %g, want %g within %g", i, g[i], w[i], bound[i])
+				}
+				worst = max(worst, d)
+			}
+			t.Logf("largest difference %g", worst)
+		})
+	}
+}
