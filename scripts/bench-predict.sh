@@ -13,9 +13,10 @@
 # system time apart. The reference is measured at its best: eager PyTorch in
 # inference mode, batches of 64 and of 1024, with glibc's default allocator
 # and with the setting that keeps freed memory (GLIBC_TUNABLES, as deeppacket
-# sets its allocator itself); the ratio is taken against the fastest of the
-# four. A line follows for deeppacket on all the machine's cores. The kept
-# packet counts of all must agree. The last line is:
+# sets its allocator itself), and through torch.compile where it runs (batch
+# 64, tuned allocator, its compilations counted); the ratio is taken against
+# the fastest of these. A line follows for deeppacket on all the machine's
+# cores. The kept packet counts of all must agree. The last line is:
 # go_packets_per_s=… reference_packets_per_s=… ratio=…
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -58,26 +59,37 @@ cmp -s <(cut -d, -f1-8 "$TMP/pred.csv") <(cut -d, -f1-8 "$TMP/pred-all.csv") || 
 
 best_rate=0
 best=""
+# reference BATCH ALLOCATOR [--compile]: one run of the reference path, its
+# line, and the best so far.
+reference() {
+	local batch=$1 alloc=$2 how="batch $1, allocator $2${3:+, torch.compile}" ref
+	if [ "$alloc" = tuned ]; then
+		ref=$(GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295 \
+			"$PYTHON" "$ROOT/scripts/bench_predict_reference.py" --batch "$batch" ${3:-} "$MODEL" "${captures[@]}")
+	else
+		ref=$("$PYTHON" "$ROOT/scripts/bench_predict_reference.py" --batch "$batch" ${3:-} "$MODEL" "${captures[@]}")
+	fi
+	if grep -q '^reference_skipped=' <<<"$ref"; then
+		echo "reference ($how): not run: $(sed 's/^reference_skipped=//' <<<"$ref")"
+		return
+	fi
+	ref_packets=$(value reference_packets <<<"$ref")
+	ref_kept=$(value reference_kept <<<"$ref")
+	if [ "$go_packets" != "$ref_packets" ] || [ "$go_kept" != "$ref_kept" ]; then
+		die "packet counts differ (go $go_packets/$go_kept, reference $ref_packets/$ref_kept)"
+	fi
+	local rate
+	rate=$(per_s "$ref_packets" "$(value reference_cpu_seconds <<<"$ref")")
+	echo "reference ($how): $(printf %.0f "$rate") packets/CPU-s, $(value reference_seconds <<<"$ref")s wall, $(value reference_user_seconds <<<"$ref") s user + $(value reference_system_seconds <<<"$ref") s system"
+	if awk -v a="$rate" -v b="$best_rate" 'BEGIN { exit !(a > b) }'; then
+		best_rate=$rate best=$how
+	fi
+}
 for batch in 64 1024; do
 	for alloc in default tuned; do
-		if [ "$alloc" = tuned ]; then
-			ref=$(GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295 \
-				"$PYTHON" "$ROOT/scripts/bench_predict_reference.py" --batch "$batch" "$MODEL" "${captures[@]}")
-		else
-			ref=$("$PYTHON" "$ROOT/scripts/bench_predict_reference.py" --batch "$batch" "$MODEL" "${captures[@]}")
-		fi
-		ref_packets=$(value reference_packets <<<"$ref")
-		ref_kept=$(value reference_kept <<<"$ref")
-		if [ "$go_packets" != "$ref_packets" ] || [ "$go_kept" != "$ref_kept" ]; then
-			die "packet counts differ (go $go_packets/$go_kept, reference $ref_packets/$ref_kept)"
-		fi
-		ref_cpu=$(value reference_cpu_seconds <<<"$ref")
-		rate=$(per_s "$ref_packets" "$ref_cpu")
-		echo "reference (batch $batch, allocator $alloc): $(printf %.0f "$rate") packets/CPU-s, $(value reference_seconds <<<"$ref")s wall, $(value reference_user_seconds <<<"$ref") s user + $(value reference_system_seconds <<<"$ref") s system"
-		if awk -v a="$rate" -v b="$best_rate" 'BEGIN { exit !(a > b) }'; then
-			best_rate=$rate best="batch $batch, allocator $alloc"
-		fi
+		reference "$batch" "$alloc"
 	done
 done
+reference 64 tuned --compile
 echo "reference at its best: $best"
 ratio_line 1 %.0f go_packets_per_s "$(per_s "$go_packets" "$go_cpu")" reference_packets_per_s "$best_rate"

@@ -13,7 +13,9 @@ import (
 // answer in that layout (strides [C'L', 1, C']), with the values they give
 // for the same tensor in row-major order: the convolution within the float32
 // bound of a sum of C*k+1 products taken in another order (2·γ(n)·Σ|x·w|, per
-// output), batch norm and max pooling exactly.
+// output), batch norm (x·α + β per channel) within a few roundings of its
+// terms (2⁻²²·(|x·α| + |β|): with or without a fused multiply-add), max
+// pooling exactly.
 func TestChannelsLast1d(t *testing.T) {
 	s := torch.NewScope()
 	defer s.Close()
@@ -47,9 +49,16 @@ func TestChannelsLast1d(t *testing.T) {
 		conv("conv1d 16 to 32, k4, stride 3", 16, 32, 4, 3, 0),
 		{"batch norm, eval", 16, func(x *torch.Tensor) *torch.Tensor {
 			return x.BatchNorm(g, beta, mean, vr, false, 0.1, 1e-5)
-		}, nil},
+		}, func(x *torch.Tensor) *torch.Tensor {
+			alpha := g.Div(vr.AddScalar(1e-5).Sqrt())
+			b := beta.Sub(mean.Mul(alpha))
+			return x.Mul(alpha.Reshape(1, -1, 1)).Abs().Add(b.Reshape(1, -1, 1).Abs()).MulScalar(0x1p-22)
+		}},
 		{"max_pool1d 3", 16, func(x *torch.Tensor) *torch.Tensor {
 			return x.MaxPool1d(torch.MaxPool1dOptions{Kernel: 3})
+		}, nil},
+		{"max_pool1d 2, stride 1", 16, func(x *torch.Tensor) *torch.Tensor {
+			return x.MaxPool1d(torch.MaxPool1dOptions{Kernel: 2, Stride: 1})
 		}, nil},
 	}
 	for _, tc := range tests {
