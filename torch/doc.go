@@ -47,13 +47,14 @@
 //   - Tensors that outlive a step (parameters, optimiser state) have no scope
 //     and are freed by their owner's Close (Store.Close, Adam.Close) or by
 //     Tensor.Free. Scope.Keep takes a tensor out of its scope.
-//   - The package sets glibc's allocator as the program starts (load.c: one
-//     heap, no trimming, the largest mmap threshold), so that freed
-//     activations are reused instead of fragmenting a heap per thread or
-//     going back to the kernel; glibc's MALLOC_* variables, where set, win.
-//     Blocks of 32 MB or more, which glibc always maps and unmaps, are kept
-//     for the next tensor of the same size by the shim's CPU allocator
-//     (shim/alloc.cpp, up to 256 MB).
+//   - Tensors of 128 kB or more are the shim's CPU allocator's
+//     (shim/alloc.cpp): its own mappings in size classes, kept when freed
+//     and given to the next tensor they hold (best fit), the kept ones never
+//     more than the most in use at once (nor 256 MB), so that activations
+//     and gradients neither fragment glibc's heap nor go back to the kernel
+//     at every step. For smaller blocks the package sets glibc's allocator
+//     as the program starts (load.c: one heap, no trimming); glibc's
+//     MALLOC_* variables, where set, win.
 //   - A finalizer on unscoped tensors is only a safety net for a forgotten
 //     Free; correct code never depends on it.
 //

@@ -43,16 +43,16 @@ static const char *load_err; /* NULL once loaded */
  * any thread has a heap of its own and glibc fixes its heap limit on first
  * use, which makes mallopt from Go's init too late), unless the user set
  * the same thing with glibc's own variables:
- *   - one heap (M_ARENA_MAX 1): a training step's tensors, megabytes each, are
- *     allocated and freed by the main thread and libtorch's workers; spread
- *     over a heap per thread they fragment, and resident memory crept up
- *     11-23% over 3,000 steps (BenchmarkTrainMemory);
+ *   - one heap (M_ARENA_MAX 1): libtorch's small blocks are allocated and
+ *     freed by the main thread and libtorch's workers; spread over a heap per
+ *     thread they fragment, and resident memory crept up 11-23% over 3,000
+ *     training steps (BenchmarkTrainMemory);
  *   - no trimming, and the mmap threshold at its maximum (32 MB) from the
- *     start: a freed activation stays in the heap for the next batch, instead
- *     of going back to the kernel and costing a page fault per 4 kB when the
- *     next batch asks for it again (half of predict's CPU time was the
- *     kernel's before). Blocks above that threshold are kept for reuse by the
- *     shim's CPU allocator (shim/alloc.cpp). */
+ *     start: a freed block stays in the heap for the next one, instead of
+ *     going back to the kernel and costing a page fault per 4 kB when it is
+ *     asked for again. Tensors of 128 kB or more do not reach glibc: the
+ *     shim's CPU allocator (shim/alloc.cpp) maps and keeps them itself;
+ *     what large blocks still come here are libraries' own (MKL's, oneDNN's). */
 __attribute__((constructor)) static void tune_malloc(void) {
     if (getenv("MALLOC_ARENA_MAX") == NULL) mallopt(M_ARENA_MAX, 1);
     if (getenv("MALLOC_MMAP_THRESHOLD_") == NULL) mallopt(M_MMAP_THRESHOLD, 32 << 20);
