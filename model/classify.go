@@ -122,10 +122,10 @@ func (m *modelClassifier) Close() {
 // a multiple of prefixStep: libtorch (oneDNN) compiles and caches a
 // convolution for each input shape, and on the ISCX captures lengths to the
 // nearest 1 or 16 cost more in compiling (and 150 MB more of cache) than
-// the positions they save (BENCHMARKS.md).
+// the positions they save; 64 was faster than 32 and 128 (BENCHMARKS.md).
 const (
 	prefixGroup = 64
-	prefixStep  = 128
+	prefixStep  = 64
 )
 
 // Probabilities runs c on the batch in eval mode without autograd, on c's

@@ -31,6 +31,10 @@ import (
 // exports write, so it follows the models without code of its own per
 // architecture.
 
+// batchNormEps is BatchNorm1d's eps in the reference's models (PyTorch's
+// default).
+const batchNormEps = 1e-5
+
 // prefixForward holds a model's inference steps and what the all-zero
 // input makes of them.
 type prefixForward struct {
@@ -72,12 +76,59 @@ func newPrefixForward(m Model) (*prefixForward, error) {
 	for _, v := range m.Store().Vars() {
 		f.params[v.Name] = v.Tensor
 	}
-	err = torch.NoGrad(func() error { return f.prepare(m.Store().Device()) })
+	err = torch.NoGrad(func() error {
+		if err := f.foldBatchNorms(); err != nil {
+			return err
+		}
+		return f.prepare(m.Store().Device())
+	})
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("prefix forward: %w", err)
 	}
 	return f, nil
+}
+
+// foldBatchNorms folds each batch norm that follows a convolution directly
+// into the convolution, as inference compilers do (TorchScript's freezing,
+// oneDNN): conv(x; w, b) then (· - mean)·α + β, α = γ/√(var+ε), is
+// conv(x; w·α, (b - mean)·α + β), one pass fewer over the activation, the
+// same values up to float32 rounding.
+func (f *prefixForward) foldBatchNorms() error {
+	s := torch.NewScope() // the intermediates
+	defer s.Close()
+	p := f.params
+	ops := f.ops[:0:0]
+	for i := 0; i < len(f.ops); i++ {
+		op := f.ops[i]
+		if op.Kind != OpConv1d || i+1 == len(f.ops) {
+			ops = append(ops, op)
+			continue
+		}
+		bn := f.ops[i+1]
+		if bn.Kind != OpBatchNorm || bn.In != op.Out || bn.Out != op.Out {
+			ops = append(ops, op)
+			continue
+		}
+		q := bn.Param
+		std := s.Own(s.Own(p[q+".running_var"].AddScalar(batchNormEps)).Sqrt())
+		alpha := s.Own(p[q+".weight"].Div(std))
+		shift := s.Own(p[q+".running_mean"].Neg())
+		if b := p[op.Param+".bias"]; b != nil {
+			shift = s.Own(b.Sub(p[q+".running_mean"]))
+		}
+		name := fmt.Sprintf("folded.%d", i)
+		p[name+".weight"] = f.keep(s.Keep(p[op.Param+".weight"].Mul(s.Own(alpha.Reshape(-1, 1, 1)))))
+		p[name+".bias"] = f.keep(s.Keep(shift.Mul(alpha).Add(p[q+".bias"])))
+		if err := p[name+".bias"].Err(); err != nil {
+			return fmt.Errorf("fold %s into %s: %w", q, op.Param, err)
+		}
+		op.Param = name
+		ops = append(ops, op)
+		i++
+	}
+	f.ops = ops
+	return nil
 }
 
 // Close frees the zero input's activations and the rearranged weights.
@@ -415,7 +466,7 @@ func (f *prefixForward) full(op Op, vals map[string]*torch.Tensor) (*torch.Tenso
 		return x.Conv1d(w, f.params[op.Param+".bias"], torch.Conv1dOptions{Stride: max(op.Stride, 1), Groups: op.Groups}), nil
 	case OpBatchNorm:
 		p := op.Param
-		return x.BatchNorm(f.params[p+".weight"], f.params[p+".bias"], f.params[p+".running_mean"], f.params[p+".running_var"], false, 0.1, 1e-5), nil
+		return x.BatchNorm(f.params[p+".weight"], f.params[p+".bias"], f.params[p+".running_mean"], f.params[p+".running_var"], false, 0.1, batchNormEps), nil
 	case OpReLU:
 		return x.ReLU(), nil
 	case OpPad:
