@@ -215,7 +215,9 @@ func (m *modelClassifier) outputs(b *Batch, softmax bool) ([]float32, error) {
 		errs []error
 	)
 	wg.Add(groups)
-	for g := range groups {
+	// Longest groups first (the last, rows being sorted by length): the
+	// workers then end the batch on short groups, together.
+	for g := groups - 1; g >= 0; g-- {
 		m.jobs <- groupJob{run: func(chunk *[]float32) error { return run(chunk, g) }, done: func(err error) {
 			if err != nil {
 				mu.Lock()
