@@ -252,9 +252,10 @@ func (f *prefixForward) upTo(v value, n int64) *torch.Tensor { return f.spliced(
 // spliced is left zeros, the first n positions of the activation (computed
 // ones first, then the zero input's) and right zeros, [B, C, left+n+right],
 // channels innermost: a view of v.t when there is nothing to add, else one
-// concatenation along the length of [B, length, C] pieces. It is a tensor of
-// its own, which the caller frees once it is used, so that a forward holds
-// no more than its live activations.
+// concatenation along the length (which the shim does over [B, length, C],
+// keeping the layout). It is a tensor of its own, which the caller frees
+// once it is used, so that a forward holds no more than its live
+// activations.
 func (f *prefixForward) spliced(v value, left, n, right int64) *torch.Tensor {
 	if left == 0 && right == 0 && n <= v.p {
 		return v.t.Narrow(2, 0, n)
@@ -271,21 +272,21 @@ func (f *prefixForward) spliced(v value, left, n, right int64) *torch.Tensor {
 		made = append(made, t)
 		return t
 	}
-	zeros := func(k int64) *torch.Tensor { // from the all-zero input, [1, 1, L]
-		return piece(piece(piece(f.input0.Narrow(2, 0, k)).Transpose(1, 2)).Expand(b, k, c))
+	broadcast := func(t *torch.Tensor, from, k int64) *torch.Tensor { // [1, C or 1, L] to [B, C, k]
+		return piece(piece(t.Narrow(2, from, k)).Expand(b, c, k))
 	}
 	var parts []*torch.Tensor
 	if left > 0 {
-		parts = append(parts, zeros(left))
+		parts = append(parts, broadcast(f.input0, 0, left))
 	}
-	parts = append(parts, piece(piece(v.t.Narrow(2, 0, min(n, v.p))).Transpose(1, 2)))
+	parts = append(parts, piece(v.t.Narrow(2, 0, min(n, v.p))))
 	if n > v.p {
-		parts = append(parts, piece(piece(piece(v.zero.Narrow(2, v.p, n-v.p)).Expand(b, c, n-v.p)).Transpose(1, 2)))
+		parts = append(parts, broadcast(v.zero, v.p, n-v.p))
 	}
 	if right > 0 {
-		parts = append(parts, zeros(right))
+		parts = append(parts, broadcast(f.input0, 0, right))
 	}
-	return piece(torch.Cat(parts, 1)).Transpose(1, 2)
+	return torch.Cat(parts, 2)
 }
 
 // channelsLast is t, [B, C, L], with its channels innermost in memory.

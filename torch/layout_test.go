@@ -8,14 +8,14 @@ import (
 	"github.com/deeppacket/deeppacket/torch"
 )
 
-// TestChannelsLast1d: Conv1d, BatchNorm and MaxPool1d over a [N, C, L]
-// tensor whose channels are innermost in memory (a transposed [N, L, C])
-// answer in that layout (strides [C'L', 1, C']), with the values they give
+// TestChannelsLast1d: Conv1d, BatchNorm, MaxPool1d and Cat along the
+// length over a [N, C, L] tensor whose channels are innermost in memory (a
+// transposed [N, L, C]) answer in that layout (strides [C'L', 1, C']), with the values they give
 // for the same tensor in row-major order: the convolution within the float32
 // bound of a sum of C*k+1 products taken in another order (2·γ(n)·Σ|x·w|, per
 // output), batch norm (x·α + β per channel) within a few roundings of its
 // terms (2⁻²²·(|x·α| + |β|): with or without a fused multiply-add), max
-// pooling exactly.
+// pooling and concatenation exactly.
 func TestChannelsLast1d(t *testing.T) {
 	s := torch.NewScope()
 	defer s.Close()
@@ -59,6 +59,11 @@ func TestChannelsLast1d(t *testing.T) {
 		}, nil},
 		{"max_pool1d 2, stride 1", 16, func(x *torch.Tensor) *torch.Tensor {
 			return x.MaxPool1d(torch.MaxPool1dOptions{Kernel: 2, Stride: 1})
+		}, nil},
+		{"cat along the length, with broadcast pieces", 16, func(x *torch.Tensor) *torch.Tensor {
+			shape := x.Shape()
+			edge := x.Narrow(0, 0, 1).Narrow(2, 0, 3).Expand(shape[0], shape[1], 3)
+			return torch.Cat([]*torch.Tensor{edge, x, x.Narrow(2, 0, 7)}, 2)
 		}, nil},
 	}
 	for _, tc := range tests {

@@ -328,7 +328,8 @@ dpt_error dpt_copy_(dpt_tensor dst, dpt_tensor src) {
 
 // channels_last_1d tells a [N, C, L] tensor whose channels are innermost in
 // memory (strides [C*L, 1, C], as a transposed [N, L, C] has), which
-// conv1d, max_pool1d and batch_norm answer in the same layout: conv1d as
+// conv1d, max_pool1d, batch_norm and cat along the length (any of its
+// inputs so) answer in the same layout: conv1d as
 // oneDNN's 2-D channels-last convolution over [N, C, 1, L]. PyTorch has no
 // channels-last layout for 3-D tensors: its conv1d reorders such an input
 // for oneDNN and back at every call. On 16 channels oneDNN's channels-last
@@ -486,7 +487,16 @@ dpt_error dpt_cat(const dpt_tensor *ts, int n, int64_t dim, int stack, dpt_tenso
   return guarded([&] {
     std::vector<at::Tensor> list;
     list.reserve(n);
-    for (int i = 0; i < n; i++) list.push_back(ref(ts[i]));
+    bool cl = false;  // along the length of channels-last tensors: keep the layout
+    for (int i = 0; i < n; i++) {
+      list.push_back(ref(ts[i]));
+      cl = cl || channels_last_1d(list.back());
+    }
+    if (!stack && cl && (dim == 2 || dim == -1)) {
+      for (auto &t : list) t = t.transpose(1, 2);
+      *out = wrap(at::cat(list, 1).transpose(1, 2));
+      return;
+    }
     *out = wrap(stack ? at::stack(list, dim) : at::cat(list, dim));
   });
 }
