@@ -70,21 +70,27 @@ size_t sizeClass(size_t n) {
 
 using Block = std::pair<void *, size_t>;  // a mapping of ours and its size
 
-std::mutex mu;
-std::unordered_map<void *, size_t> blocks;  // every block of ours, by address: its size
-std::map<size_t, std::vector<void *>> kept;  // the kept ones, by size
-size_t keptBytes = 0, usedBytes = 0, peakUsed = 0;
+// The allocator's state, made once and never destroyed, so that tensors
+// freed while the process exits (libtorch's statics outlive this file's)
+// still find it.
+struct State {
+  std::mutex mu;
+  std::unordered_map<void *, size_t> blocks;  // every block of ours, by address: its size
+  std::map<size_t, std::vector<void *>> kept;  // the kept ones, by size
+  size_t keptBytes = 0, usedBytes = 0, peakUsed = 0;
+};
+State &st = *new State;
 
 // smallest takes a kept block of the smallest size out of kept (a larger
 // one can serve any request a smaller one can). mu is held.
 Block smallest() {
-  auto it = kept.begin();
+  auto it = st.kept.begin();
   size_t size = it->first;
   void *data = it->second.back();
   it->second.pop_back();
-  if (it->second.empty()) kept.erase(it);
-  keptBytes -= size;
-  blocks.erase(data);
+  if (it->second.empty()) st.kept.erase(it);
+  st.keptBytes -= size;
+  st.blocks.erase(data);
   return {data, size};
 }
 
@@ -95,19 +101,19 @@ void unmap(const std::vector<Block> &gone) {
 // keep takes back data, a block of ours (false if it is not), adding to gone
 // what is to be unmapped. mu is held.
 bool keep(void *data, std::vector<Block> &gone) {
-  auto it = blocks.find(data);
-  if (it == blocks.end()) return false;
+  auto it = st.blocks.find(data);
+  if (it == st.blocks.end()) return false;
   size_t size = it->second;
-  usedBytes -= size;
-  size_t limit = std::min(kCacheBytes, peakUsed);
+  st.usedBytes -= size;
+  size_t limit = std::min(kCacheBytes, st.peakUsed);
   if (size > limit) {
-    blocks.erase(it);
+    st.blocks.erase(it);
     gone.push_back({data, size});
     return true;
   }
-  while (keptBytes + size > limit) gone.push_back(smallest());
-  kept[size].push_back(data);
-  keptBytes += size;
+  while (st.keptBytes + size > limit) gone.push_back(smallest());
+  st.kept[size].push_back(data);
+  st.keptBytes += size;
   return true;
 }
 
@@ -116,7 +122,7 @@ void release(void *data) {
   std::vector<Block> gone;
   bool ours;
   {
-    std::lock_guard<std::mutex> lock(mu);
+    std::lock_guard<std::mutex> lock(st.mu);
     ours = keep(data, gone);
   }
   if (!ours) c10::free_cpu(data);
@@ -128,15 +134,15 @@ void release(void *data) {
 void *large(size_t n) {
   size_t size = sizeClass(n);
   {
-    std::lock_guard<std::mutex> lock(mu);
-    auto it = kept.lower_bound(size);
-    if (it != kept.end()) {
+    std::lock_guard<std::mutex> lock(st.mu);
+    auto it = st.kept.lower_bound(size);
+    if (it != st.kept.end()) {
       void *data = it->second.back();
       it->second.pop_back();
-      keptBytes -= it->first;
-      usedBytes += it->first;
-      if (it->second.empty()) kept.erase(it);
-      peakUsed = std::max(peakUsed, usedBytes);
+      st.keptBytes -= it->first;
+      st.usedBytes += it->first;
+      if (it->second.empty()) st.kept.erase(it);
+      st.peakUsed = std::max(st.peakUsed, st.usedBytes);
       return data;
     }
   }
@@ -145,18 +151,18 @@ void *large(size_t n) {
     // Give back what is kept, and try once more.
     std::vector<Block> gone;
     {
-      std::lock_guard<std::mutex> lock(mu);
-      while (!kept.empty()) gone.push_back(smallest());
+      std::lock_guard<std::mutex> lock(st.mu);
+      while (!st.kept.empty()) gone.push_back(smallest());
     }
     unmap(gone);
     data = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     TORCH_CHECK(data != MAP_FAILED, "DefaultCPUAllocator: can't allocate memory: you tried to allocate ", n,
                 " bytes: ", std::strerror(errno));
   }
-  std::lock_guard<std::mutex> lock(mu);
-  blocks[data] = size;
-  usedBytes += size;
-  peakUsed = std::max(peakUsed, usedBytes);
+  std::lock_guard<std::mutex> lock(st.mu);
+  st.blocks[data] = size;
+  st.usedBytes += size;
+  st.peakUsed = std::max(st.peakUsed, st.usedBytes);
   return data;
 }
 
