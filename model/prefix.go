@@ -23,9 +23,9 @@ import (
 //
 // Activations with a length axis are kept with their channels innermost in
 // memory ([B, C, p] tensors with strides [C*p, 1, C]): the shim runs
-// convolutions, batch norms and max pools over that layout as oneDNN's
-// channels-last ones, faster on few channels, and the zero tails are
-// spliced on along the outer axis, in one copy.
+// convolutions, batch norms and max pools over that layout (oneDNN's
+// channels-last convolution is the faster on few channels) and answers in
+// it, and the zero tails are spliced on along the length in one copy.
 //
 // It interprets InferenceOps, the same list the TorchScript and ONNX
 // exports write, so it follows the models without code of its own per
