@@ -2,6 +2,7 @@ package model_test
 
 import (
 	"context"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os/exec"
@@ -25,7 +26,8 @@ import (
 // lengths) and as sorted by length, Probabilities (the forward that skips
 // zero padding) gives the full forward's class, and probabilities within
 // 1e-5, for the published ResNet, the small CNN fixture, the reference's
-// application CNN and the SAE (fresh weights).
+// application CNN, the SAE and a ResNet of 6 blocks, whose identity is
+// padded with channels (fresh weights).
 func TestPrefixForwardIsExact(t *testing.T) {
 	captures, err := filepath.Glob(filepath.Join(testenv.Shared(t, "pcaps/iscx"), "*.pcap"))
 	if err != nil || len(captures) == 0 {
@@ -46,12 +48,13 @@ func TestPrefixForwardIsExact(t *testing.T) {
 	sorted := slices.Clone(packets)
 	slices.SortStableFunc(sorted, func(a, b []byte) int { return len(a) - len(b) })
 
-	fresh := func(kind model.Kind, task labels.Task) func(t *testing.T) model.Model {
+	fresh := func(kind model.Kind, task labels.Task, set model.HParams) func(t *testing.T) model.Model {
 		return func(t *testing.T) model.Model {
 			h, err := model.DefaultHParams(kind, task)
 			if err != nil {
 				t.Fatal(err)
 			}
+			maps.Copy(h, set)
 			if err := torch.ManualSeed(5); err != nil {
 				t.Fatal(err)
 			}
@@ -79,8 +82,10 @@ func TestPrefixForwardIsExact(t *testing.T) {
 	}{
 		{"published traffic ResNet", load("reference_traffic_resnet.ckpt"), len(packets)},
 		{"small CNN fixture", load("cnn_small.ckpt"), len(packets)},
-		{"reference application CNN", fresh(model.KindCNN, labels.Application), 1024},
-		{"SAE", fresh(model.KindSAE, labels.Traffic), len(packets)},
+		{"reference application CNN", fresh(model.KindCNN, labels.Application, nil), 1024},
+		{"SAE", fresh(model.KindSAE, labels.Traffic, nil), len(packets)},
+		// Block 4 doubles the channels: the identity's channel padding.
+		{"ResNet of 6 blocks", fresh(model.KindResNet, labels.Traffic, model.HParams{"c1_n_block": int64(6)}), len(packets)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
