@@ -80,6 +80,15 @@ func newPrefixForward(m Model) (*prefixForward, error) {
 		if err := f.foldBatchNorms(); err != nil {
 			return err
 		}
+		// Convolution weights channels-last too, once: the shim's
+		// channels-last convolution would otherwise reorder them at every
+		// call.
+		for _, op := range f.ops {
+			if op.Kind == OpConv1d {
+				name := op.Param + ".weight"
+				f.params[name] = f.keep(channelsLast(f.params[name]))
+			}
+		}
 		return f.prepare(m.Store().Device())
 	})
 	if err != nil {
@@ -289,7 +298,8 @@ func (f *prefixForward) spliced(v value, left, n, right int64) *torch.Tensor {
 	return torch.Cat(parts, 2)
 }
 
-// channelsLast is t, [B, C, L], with its channels innermost in memory.
+// channelsLast is t, [B, C, L] (or a convolution's weight, [out, in, k]),
+// with its channels innermost in memory.
 func channelsLast(t *torch.Tensor) *torch.Tensor {
 	tt := t.Transpose(1, 2)
 	defer tt.Free()
