@@ -10,12 +10,12 @@ import (
 
 // TestChannelsLast1d: Conv1d, BatchNorm, MaxPool1d and Cat along the
 // length over a [N, C, L] tensor whose channels are innermost in memory (a
-// transposed [N, L, C]) answer in that layout (strides [C'L', 1, C']), with the values they give
-// for the same tensor in row-major order: the convolution within the float32
-// bound of a sum of C*k+1 products taken in another order (2·γ(n)·Σ|x·w|, per
-// output), batch norm (x·α + β per channel) within a few roundings of its
-// terms (2⁻²²·(|x·α| + |β|): with or without a fused multiply-add), max
-// pooling and concatenation exactly.
+// transposed [N, L, C]) answer in that layout (strides [C'L', 1, C']), with
+// the values they give for the same tensor in row-major order: the
+// convolution within the float32 bound of a sum of C*k+1 products taken in
+// another order (2·γ(n)·Σ|x·w|, per output), batch norm (x·α + β per
+// channel) within a few roundings of its terms (2⁻²²·(|x·α| + |β|): with or
+// without a fused multiply-add), max pooling and concatenation exactly.
 func TestChannelsLast1d(t *testing.T) {
 	s := torch.NewScope()
 	defer s.Close()

@@ -81,17 +81,30 @@ struct State {
 };
 State &st = *new State;
 
-// smallest takes a kept block of the smallest size out of kept (a larger
-// one can serve any request a smaller one can). mu is held.
-Block smallest() {
-  auto it = st.kept.begin();
-  size_t size = it->first;
+// take takes the latest kept block of the size at it out of kept. mu is
+// held.
+void *take(std::map<size_t, std::vector<void *>>::iterator it) {
   void *data = it->second.back();
   it->second.pop_back();
+  st.keptBytes -= it->first;
   if (it->second.empty()) st.kept.erase(it);
-  st.keptBytes -= size;
+  return data;
+}
+
+// smallest takes a kept block of the smallest size out of kept, and out of
+// the table, to be unmapped (a larger one can serve any request a smaller
+// one can). mu is held.
+Block smallest() {
+  size_t size = st.kept.begin()->first;
+  void *data = take(st.kept.begin());
   st.blocks.erase(data);
   return {data, size};
+}
+
+// used counts a block of size bytes as in use. mu is held.
+void used(size_t size) {
+  st.usedBytes += size;
+  st.peakUsed = std::max(st.peakUsed, st.usedBytes);
 }
 
 void unmap(const std::vector<Block> &gone) {
@@ -137,13 +150,8 @@ void *large(size_t n) {
     std::lock_guard<std::mutex> lock(st.mu);
     auto it = st.kept.lower_bound(size);
     if (it != st.kept.end()) {
-      void *data = it->second.back();
-      it->second.pop_back();
-      st.keptBytes -= it->first;
-      st.usedBytes += it->first;
-      if (it->second.empty()) st.kept.erase(it);
-      st.peakUsed = std::max(st.peakUsed, st.usedBytes);
-      return data;
+      used(it->first);
+      return take(it);
     }
   }
   void *data = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -161,8 +169,7 @@ void *large(size_t n) {
   }
   std::lock_guard<std::mutex> lock(st.mu);
   st.blocks[data] = size;
-  st.usedBytes += size;
-  st.peakUsed = std::max(st.peakUsed, st.usedBytes);
+  used(size);
   return data;
 }
 
@@ -177,12 +184,10 @@ struct BlockCache final : c10::Allocator {
 #endif
 };
 
-BlockCache cache;
-
 // Installed when the shim is loaded, before any tensor of ours exists
-// (tensors made before keep their own deleter).
+// (tensors made before keep their own deleter); never destroyed, as State.
 const bool installed = [] {
-  c10::SetCPUAllocator(&cache, /*priority=*/1);
+  c10::SetCPUAllocator(new BlockCache, /*priority=*/1);
   return true;
 }();
 

@@ -329,11 +329,11 @@ dpt_error dpt_copy_(dpt_tensor dst, dpt_tensor src) {
 // channels_last_1d tells a [N, C, L] tensor whose channels are innermost in
 // memory (strides [C*L, 1, C], as a transposed [N, L, C] has), which
 // conv1d, max_pool1d, batch_norm and cat along the length (any of its
-// inputs so) answer in the same layout: conv1d as
-// oneDNN's 2-D channels-last convolution over [N, C, 1, L]. PyTorch has no
-// channels-last layout for 3-D tensors: its conv1d reorders such an input
-// for oneDNN and back at every call. On 16 channels oneDNN's channels-last
-// convolution is 1.3-4x faster than on [N, C, L] (BENCHMARKS.md, issue 16).
+// inputs so) answer in the same layout: conv1d as oneDNN's 2-D
+// channels-last convolution over [N, C, 1, L]. PyTorch has no channels-last
+// layout for 3-D tensors: its conv1d reorders such an input for oneDNN and
+// back at every call. On 16 channels oneDNN's channels-last convolution is
+// 1.3-4x faster than on [N, C, L] (BENCHMARKS.md, issue 16).
 static bool channels_last_1d(const at::Tensor &x) { return x.dim() == 3 && x.stride(1) == 1 && x.stride(2) == x.size(1); }
 
 dpt_error dpt_conv1d(dpt_tensor x, dpt_tensor w, dpt_tensor b, int64_t stride, int64_t padding, int64_t dilation, int64_t groups,
