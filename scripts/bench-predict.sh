@@ -62,13 +62,11 @@ best=""
 # reference BATCH ALLOCATOR [--compile]: one run of the reference path, its
 # line, and the best so far.
 reference() {
-	local batch=$1 alloc=$2 how="batch $1, allocator $2${3:+, torch.compile}" ref
+	local batch=$1 alloc=$2 how="batch $1, allocator $2${3:+, torch.compile}" ref ref_packets ref_kept rate tunables=()
 	if [ "$alloc" = tuned ]; then
-		ref=$(GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295 \
-			"$PYTHON" "$ROOT/scripts/bench_predict_reference.py" --batch "$batch" ${3:-} "$MODEL" "${captures[@]}")
-	else
-		ref=$("$PYTHON" "$ROOT/scripts/bench_predict_reference.py" --batch "$batch" ${3:-} "$MODEL" "${captures[@]}")
+		tunables=(GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295)
 	fi
+	ref=$(env "${tunables[@]}" "$PYTHON" "$ROOT/scripts/bench_predict_reference.py" --batch "$batch" ${3:-} "$MODEL" "${captures[@]}")
 	if grep -q '^reference_skipped=' <<<"$ref"; then
 		echo "reference ($how): not run: $(sed 's/^reference_skipped=//' <<<"$ref")"
 		return
@@ -78,7 +76,6 @@ reference() {
 	if [ "$go_packets" != "$ref_packets" ] || [ "$go_kept" != "$ref_kept" ]; then
 		die "packet counts differ (go $go_packets/$go_kept, reference $ref_packets/$ref_kept)"
 	fi
-	local rate
 	rate=$(per_s "$ref_packets" "$(value reference_cpu_seconds <<<"$ref")")
 	echo "reference ($how): $(printf %.0f "$rate") packets/CPU-s, $(value reference_seconds <<<"$ref")s wall, $(value reference_user_seconds <<<"$ref") s user + $(value reference_system_seconds <<<"$ref") s system"
 	if awk -v a="$rate" -v b="$best_rate" 'BEGIN { exit !(a > b) }'; then
