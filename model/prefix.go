@@ -1,6 +1,7 @@
 package model
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/deeppacket/deeppacket/torch"
@@ -51,6 +52,13 @@ type prefixForward struct {
 	// dense[i] is, for a flatten op i followed by a linear one, that layer
 	// read in prefix order and its bias plus the zero input's share.
 	dense map[int]*prefixDense
+	// fused[i] says batch norm i is run with the ReLU after it, in one
+	// pass (AffineReLUInto, with its scale and shift, params[".scale"]
+	// and [".shift"]); feeds[i] is, for a ReLU i, the convolution that
+	// next reads its output, into whose input window (left zeros,
+	// activation, zero tail, right zeros) it is written.
+	fused map[int]bool
+	feeds map[int]int
 	made  []*torch.Tensor
 }
 
@@ -72,12 +80,15 @@ func newPrefixForward(m Model) (*prefixForward, error) {
 		return nil, err
 	}
 	f := &prefixForward{ops: ops, params: map[string]*torch.Tensor{}, length: int64(m.Preprocessing().SignalLength),
-		meanTail: map[int][][]float32{}, dense: map[int]*prefixDense{}}
+		meanTail: map[int][][]float32{}, dense: map[int]*prefixDense{}, fused: map[int]bool{}, feeds: map[int]int{}}
 	for _, v := range m.Store().Vars() {
 		f.params[v.Name] = v.Tensor
 	}
 	err = torch.NoGrad(func() error {
 		if err := f.foldBatchNorms(); err != nil {
+			return err
+		}
+		if err := f.fuseReLUs(); err != nil {
 			return err
 		}
 		// Convolution weights channels-last too, once: the shim's
@@ -137,6 +148,49 @@ func (f *prefixForward) foldBatchNorms() error {
 		i++
 	}
 	f.ops = ops
+	return nil
+}
+
+// fuseReLUs plans the passes that ReLUs save: a batch norm that only its
+// ReLU reads runs with it (its scale and shift made here), and a ReLU
+// whose output a convolution reads next (past copies, which alias it)
+// writes straight into that convolution's input window, where the
+// convolution would otherwise copy it.
+func (f *prefixForward) fuseReLUs() error {
+	s := torch.NewScope()
+	defer s.Close()
+	p := f.params
+	for i, op := range f.ops {
+		q := op.Param
+		if op.Kind == OpBatchNorm && i+1 < len(f.ops) && p[q+".weight"] != nil && p[q+".bias"] != nil {
+			next := f.ops[i+1]
+			if next.Kind == OpReLU && next.In == op.Out && next.Out == op.Out {
+				scale := s.Keep(p[q+".weight"].Div(s.Own(s.Own(p[q+".running_var"].AddScalar(batchNormEps)).Sqrt())))
+				p[q+".scale"] = f.keep(scale)
+				p[q+".shift"] = f.keep(s.Keep(p[q+".bias"].Sub(s.Own(p[q+".running_mean"].Mul(scale)))))
+				if err := p[q+".shift"].Err(); err != nil {
+					return fmt.Errorf("batch norm %s as scale and shift: %w", q, err)
+				}
+				f.fused[i] = true
+			}
+		}
+		if op.Kind != OpReLU {
+			continue
+		}
+		for j := i + 1; j < len(f.ops); j++ {
+			next := f.ops[j]
+			reads := next.In == op.Out || next.In2 == op.Out
+			if next.Kind == OpCopy && reads && next.Out != op.Out {
+				continue // an alias, which sees the same values
+			}
+			if reads && next.Kind == OpConv1d && next.In == op.Out {
+				f.feeds[i] = j
+			}
+			if reads || next.Out == op.Out {
+				break
+			}
+		}
+	}
 	return nil
 }
 
@@ -249,6 +303,18 @@ type value struct {
 	t    *torch.Tensor
 	p    int64
 	zero *torch.Tensor
+	// owned: t is a convolution's fresh output, which an add may
+	// update in place once no other name holds it.
+	owned bool
+}
+
+// run is one forward's state: its activations by name, the input windows
+// that ReLUs wrote ahead for convolutions (by the convolution's step), and
+// a scope for table rows.
+type run struct {
+	s       *torch.Scope
+	vals    map[string]value
+	windows map[int]*torch.Tensor
 }
 
 // length is the full activation's length.
@@ -323,21 +389,35 @@ func (f *prefixForward) Forward(x *torch.Tensor) (*torch.Tensor, error) {
 		// One channel: [B, 1, n] is also channels-last, once its strides
 		// say so.
 		xs := x.Reshape(x.Shape()[0], n, 1).Transpose(1, 2)
-		vals := map[string]value{"x": {t: xs, p: n, zero: f.input0}}
+		r := &run{s: s, vals: map[string]value{"x": {t: xs, p: n, zero: f.input0}}, windows: map[int]*torch.Tensor{}}
+		defer func() {
+			for _, w := range r.windows {
+				w.Free()
+			}
+		}()
 		for i := 0; i < len(f.ops); i++ {
 			op := f.ops[i]
+			in := r.vals[op.In]
 			var out value
-			if d := f.dense[i]; d != nil && vals[op.In].zero != nil {
-				out, op = f.flattenLinear(s, d, vals[op.In]), f.ops[i+1]
+			switch d := f.dense[i]; {
+			case d != nil && in.zero != nil:
+				out, op = f.flattenLinear(s, d, in), f.ops[i+1]
 				i++
-			} else if out, err = f.step(s, i, op, vals); err != nil {
+			case f.fused[i] && in.zero != nil:
+				out, err = f.affineReLU(r, i+1, op.Param, in)
+				op = f.ops[i+1]
+				i++
+			default:
+				out, err = f.step(r, i, op)
+			}
+			if err != nil {
 				err = fmt.Errorf("step %d (%v): %w", i, op.Kind, err)
 				return x
 			}
-			release(vals, op.Out, out.t, x)
-			vals[op.Out] = out
+			release(r.vals, op.Out, out.t, x)
+			r.vals[op.Out] = out
 		}
-		return vals["x"].t
+		return r.vals["x"].t
 	})
 	if err != nil {
 		return nil, err
@@ -350,15 +430,20 @@ func (f *prefixForward) Forward(x *torch.Tensor) (*torch.Tensor, error) {
 // holds only the activations still to be read.
 func release(vals map[string]value, name string, next, input *torch.Tensor) {
 	old := vals[name].t
-	if old == nil || old == next || old == input {
+	if old == nil || old == next || old == input || heldElsewhere(vals, name, old) {
 		return
 	}
+	old.Free()
+}
+
+// heldElsewhere says whether a name other than name holds t.
+func heldElsewhere(vals map[string]value, name string, t *torch.Tensor) bool {
 	for other, v := range vals {
-		if other != name && v.t == old {
-			return
+		if other != name && v.t == t {
+			return true
 		}
 	}
-	old.Free()
+	return false
 }
 
 // flattenLinear is a flatten and the linear layer after it, over the
@@ -381,7 +466,8 @@ func (f *prefixForward) row(s *torch.Scope, vals []float32, like *torch.Tensor) 
 }
 
 // step runs op i over its prefixes.
-func (f *prefixForward) step(s *torch.Scope, i int, op Op, vals map[string]value) (value, error) {
+func (f *prefixForward) step(r *run, i int, op Op) (value, error) {
+	vals := r.vals
 	in := vals[op.In]
 	if in.zero == nil { // no length axis left: the plain step
 		t, err := f.full(op, map[string]*torch.Tensor{op.In: in.t, op.In2: vals[op.In2].t})
@@ -391,11 +477,13 @@ func (f *prefixForward) step(s *torch.Scope, i int, op Op, vals map[string]value
 	switch op.Kind {
 	case OpCopy:
 		return in, nil
-	case OpBatchNorm, OpReLU:
+	case OpReLU:
+		return f.affineReLU(r, i, "", in)
+	case OpBatchNorm:
 		t, err := f.full(op, map[string]*torch.Tensor{op.In: in.t})
 		return value{t: t, p: in.p, zero: zero}, err
 	case OpConv1d:
-		return f.conv(op, in, zero), nil
+		return f.conv(r, i, op, in, zero), nil
 	case OpPad:
 		return f.pad(op, in, zero)
 	case OpMaxPool1d:
@@ -406,13 +494,16 @@ func (f *prefixForward) step(s *torch.Scope, i int, op Op, vals map[string]value
 		return value{t: x.MaxPool1d(torch.MaxPool1dOptions{Kernel: k}), p: p, zero: zero}, nil
 	case OpAdd:
 		other := vals[op.In2]
+		if in.owned && in.p >= other.p && !heldElsewhere(vals, op.In, in.t) {
+			return value{t: in.t, p: in.p, zero: zero, owned: true}, addInto(in, other)
+		}
 		p := max(in.p, other.p)
 		a, b := f.upTo(in, p), f.upTo(other, p)
 		defer a.Free()
 		defer b.Free()
 		return value{t: a.Add(b), p: p, zero: zero}, nil
 	case OpMean:
-		t := in.t.Sum(false, -1).Add(f.row(s, f.meanTail[i][in.p], in.t)).DivScalar(float64(in.length()))
+		t := in.t.Sum(false, -1).Add(f.row(r.s, f.meanTail[i][in.p], in.t)).DivScalar(float64(in.length()))
 		return value{t: t}, nil
 	case OpFlatten:
 		t := f.upTo(in, in.length())
@@ -422,24 +513,126 @@ func (f *prefixForward) step(s *torch.Scope, i int, op Op, vals map[string]value
 	return value{}, fmt.Errorf("no prefix form for step kind %v", op.Kind)
 }
 
-// conv is a convolution over a prefix: the outputs the prefix reaches,
-// from the inputs they read (the zero input's past the prefix, and the
-// SAME padding's zeros).
-func (f *prefixForward) conv(op Op, in value, zero *torch.Tensor) value {
-	k, stride := f.params[op.Param+".weight"].Shape()[2], max(op.Stride, 1)
-	l := in.length()
-	var left, right int64
-	if op.Same {
-		left, right = samePadding(l, k, stride)
+// addInto adds other to in's activation in place, in.p ≥ other.p: other's
+// prefix, then its zero tail up to in.p (broadcast over the batch).
+func addInto(in, other value) error {
+	head := in.t.Narrow(2, 0, other.p)
+	defer head.Free()
+	if err := head.Add_(other.t, 1).Err(); err != nil || in.p == other.p {
+		return err
 	}
-	lOut := (l+left+right-k)/stride + 1
-	p := min(lOut, (in.p+left+stride-1)/stride)
-	need := (p-1)*stride - left + k // input positions read, from -left
-	hi := min(l, need)
-	x := f.spliced(in, left, hi, need-hi)
+	rest, tail := in.t.Narrow(2, other.p, in.p-other.p), other.zero.Narrow(2, other.p, in.p-other.p)
+	defer rest.Free()
+	defer tail.Free()
+	return rest.Add_(tail, 1).Err()
+}
+
+// convWindow is what convolution op reads of an activation of prefix p and
+// length l: left zeros, the activation's first hi positions (computed ones,
+// then the zero input's) and right zeros; and its output's prefix, the
+// outputs that the prefix reaches.
+func (f *prefixForward) convWindow(op Op, p, l int64) (left, hi, right, pOut int64) {
+	k, stride := f.params[op.Param+".weight"].Shape()[2], max(op.Stride, 1)
+	var padRight int64
+	if op.Same {
+		left, padRight = samePadding(l, k, stride)
+	}
+	lOut := (l+left+padRight-k)/stride + 1
+	pOut = min(lOut, (p+left+stride-1)/stride)
+	need := (pOut-1)*stride - left + k // input positions read, from -left
+	hi = min(l, need)
+	return left, hi, need - hi, pOut
+}
+
+// conv is convolution op i over a prefix: the outputs the prefix reaches,
+// from the inputs they read (the zero input's past the prefix, and the
+// SAME padding's zeros), in the window the ReLU before wrote, or spliced
+// here.
+func (f *prefixForward) conv(r *run, i int, op Op, in value, zero *torch.Tensor) value {
+	left, hi, right, p := f.convWindow(op, in.p, in.length())
+	x := r.windows[i]
+	if x != nil {
+		delete(r.windows, i)
+	} else {
+		x = f.spliced(in, left, hi, right)
+	}
 	defer x.Free()
-	t := x.Conv1d(f.params[op.Param+".weight"], f.params[op.Param+".bias"], torch.Conv1dOptions{Stride: stride, Groups: op.Groups})
-	return value{t: t, p: p, zero: zero}
+	t := x.Conv1d(f.params[op.Param+".weight"], f.params[op.Param+".bias"], torch.Conv1dOptions{Stride: max(op.Stride, 1), Groups: op.Groups})
+	return value{t: t, p: p, zero: zero, owned: true}
+}
+
+// affineReLU is ReLU op i over a prefix, with batch norm bn before it
+// when bn is not "" (fused), in one pass: written into the input window of
+// the convolution it feeds, when that window holds more than the prefix
+// (the convolution then copies nothing), else into a tensor of its own.
+func (f *prefixForward) affineReLU(r *run, i int, bn string, in value) (value, error) {
+	var scale, shift *torch.Tensor
+	if bn != "" {
+		scale, shift = f.params[bn+".scale"], f.params[bn+".shift"]
+	}
+	zero := f.zero[i]
+	shape := in.t.Shape()
+	b, c := shape[0], shape[1]
+	left, hi, right := int64(0), in.p, int64(0)
+	j, feeds := f.feeds[i]
+	if feeds {
+		left, hi, right, _ = f.convWindow(f.ops[j], in.p, in.length())
+		if feeds = hi >= in.p && left+hi+right > in.p; !feeds {
+			left, hi, right = 0, in.p, 0
+		}
+	}
+	buf := channelsLastEmpty(in.t, b, c, left+hi+right)
+	if feeds {
+		r.windows[j] = buf
+	} else {
+		defer buf.Free() // the activation, a view, keeps its storage
+	}
+	if err := fillWindow(buf, left, in.p, hi, right, zero); err != nil {
+		return value{}, err
+	}
+	t := buf.Narrow(2, left, in.p)
+	if err := in.t.AffineReLUInto(t, scale, shift); err != nil {
+		t.Free()
+		return value{}, err
+	}
+	return value{t: t, p: in.p, zero: zero}, nil
+}
+
+// channelsLastEmpty is a new [b, c, n] tensor like like, channels
+// innermost, its values unset.
+func channelsLastEmpty(like *torch.Tensor, b, c, n int64) *torch.Tensor {
+	e := like.NewEmpty(b, n, c)
+	defer e.Free()
+	return e.Transpose(1, 2)
+}
+
+// fillWindow sets what a convolution window holds around an activation of
+// prefix p written at left: zeros before it, zero's positions p..hi (the
+// zero input's activation, broadcast over the batch) after it, then right
+// zeros.
+func fillWindow(buf *torch.Tensor, left, p, hi, right int64, zero *torch.Tensor) error {
+	shape := buf.Shape()
+	var errs []error
+	fill := func(from, n int64, src *torch.Tensor) {
+		if n == 0 {
+			return
+		}
+		dst := buf.Narrow(2, from, n)
+		defer dst.Free()
+		if src == nil {
+			errs = append(errs, dst.Fill_(0))
+			return
+		}
+		part := src.Narrow(2, p, n)
+		defer part.Free()
+		wide := part.Expand(shape[0], shape[1], n)
+		defer wide.Free()
+		errs = append(errs, dst.Copy_(wide))
+	}
+	fill(0, left, nil)
+	fill(left+p, hi-p, zero)
+	fill(left+hi, right, nil)
+	return errors.Join(errs...)
 }
 
 // pad is zero padding over a prefix: channels are padded as they are, the

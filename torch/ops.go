@@ -75,6 +75,27 @@ func (t *Tensor) unaryOp(op C.int) *Tensor {
 // ReLU is torch.relu.
 func (t *Tensor) ReLU() *Tensor { return t.unaryOp(C.DPT_RELU) }
 
+// NewEmpty is Tensor.new_empty: a tensor of t's dtype and device whose
+// values are whatever its memory held, for a caller that writes them all.
+func (t *Tensor) NewEmpty(shape ...int64) *Tensor {
+	sp, nd := shapeArg(shape)
+	return apply(func(out *C.dpt_tensor) C.dpt_error { return C.dpt_new_empty(t.h, sp, nd, out) }, t)
+}
+
+// AffineReLUInto writes relu(t*scale + shift) into out, a tensor of t's
+// shape (a view into a larger one, say) that does not overlap t: scale and
+// shift are [C] (t's dim 1), both nil for a plain ReLU. It is batch norm's
+// inference form (scale γ/√(var+ε), shift β - mean·scale) and ReLU in one
+// pass, rounded as torch.addcmul then torch.relu would round them; float32
+// CPU tensors with their channels innermost in memory take the shim's own
+// loop, others ATen's operators.
+func (t *Tensor) AffineReLUInto(out, scale, shift *Tensor) error {
+	if _, err := operands(t, out, scale, shift); err != nil {
+		return err
+	}
+	return check(C.dpt_affine_relu_into(t.h, handle(scale), handle(shift), out.h))
+}
+
 // Sigmoid is torch.sigmoid.
 func (t *Tensor) Sigmoid() *Tensor { return t.unaryOp(C.DPT_SIGMOID) }
 

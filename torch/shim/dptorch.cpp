@@ -412,6 +412,74 @@ dpt_error dpt_unary(int op, dpt_tensor x, dpt_tensor *out) {
   });
 }
 
+dpt_error dpt_new_empty(dpt_tensor x, const int64_t *shape, int ndim, dpt_tensor *out) {
+  return guarded([&] { *out = wrap(ref(x).new_empty(dims(shape, ndim))); });
+}
+
+namespace {
+
+// affine_relu_body is relu(x * a + b) over [n, l, c] float32 data whose
+// channels are contiguous (row (i, j) at i*s0 + j*s2), rounding as ATen's
+// addcmul then relu do (a product, then a sum: the shim is built with
+// -ffp-contract=off), NaN kept.
+__attribute__((always_inline)) inline void affine_relu_body(bool affine, const float *__restrict x, float *__restrict y,
+                                                            const float *a, const float *b, int64_t n, int64_t l, int64_t c,
+                                                            int64_t xs0, int64_t xs2, int64_t ys0, int64_t ys2) {
+  for (int64_t i = 0; i < n; i++) {
+    for (int64_t j = 0; j < l; j++) {
+      const float *__restrict xr = x + i * xs0 + j * xs2;
+      float *__restrict yr = y + i * ys0 + j * ys2;
+      for (int64_t k = 0; k < c; k++) {
+        float v = affine ? xr[k] * a[k] + b[k] : xr[k];
+        yr[k] = v < 0.0f ? 0.0f : v;
+      }
+    }
+  }
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void affine_relu_rows(
+    const float *x, float *y, const float *a, const float *b, int64_t n, int64_t l, int64_t c, int64_t xs0, int64_t xs2,
+    int64_t ys0, int64_t ys2) {
+  if (a != nullptr) {
+    affine_relu_body(true, x, y, a, b, n, l, c, xs0, xs2, ys0, ys2);
+  } else {
+    affine_relu_body(false, x, y, a, b, n, l, c, xs0, xs2, ys0, ys2);
+  }
+}
+
+}  // namespace
+
+// dpt_affine_relu_into is one pass where ATen takes three (addcmul, relu,
+// then a copy into place): the prefix forward's batch norm and ReLU,
+// written straight into the next convolution's input. Float32 CPU tensors
+// with their channels innermost take the loop above; others ATen's ops.
+dpt_error dpt_affine_relu_into(dpt_tensor x, dpt_tensor scale, dpt_tensor shift, dpt_tensor out) {
+  return guarded([&] {
+    const at::Tensor &in = ref(x), &y = ref(out);
+    if (!in.sizes().equals(y.sizes())) {
+      std::ostringstream s;
+      s << "affine_relu_into: input " << in.sizes() << ", output " << y.sizes();
+      throw std::invalid_argument(s.str());
+    }
+    if ((scale == nullptr) != (shift == nullptr)) throw std::invalid_argument("affine_relu_into: scale and shift go together");
+    bool affine = scale != nullptr;
+    auto fast = [&](const at::Tensor &t) { return t.is_cpu() && t.scalar_type() == at::kFloat && t.dim() == 3 && t.stride(1) == 1; };
+    auto channel = [&](dpt_tensor t) {
+      const at::Tensor &v = ref(t);
+      return v.is_cpu() && v.scalar_type() == at::kFloat && v.dim() == 1 && v.is_contiguous() && v.numel() == in.size(1);
+    };
+    bool params = !affine || (channel(scale) && channel(shift));
+    if (fast(in) && fast(y) && params) {
+      affine_relu_rows(in.data_ptr<float>(), y.data_ptr<float>(), affine ? ref(scale).data_ptr<float>() : nullptr,
+                       affine ? ref(shift).data_ptr<float>() : nullptr, in.size(0), in.size(2), in.size(1), in.stride(0),
+                       in.stride(2), y.stride(0), y.stride(2));
+      return;
+    }
+    auto v = affine ? at::addcmul(ref(shift).view({1, -1, 1}), in, ref(scale).view({1, -1, 1})) : in;
+    at::clamp_min_out(const_cast<at::Tensor &>(y), v, 0);
+  });
+}
+
 dpt_error dpt_binary(int op, dpt_tensor a, dpt_tensor b, double alpha_value, dpt_tensor *out) {
   return guarded([&] {
     const auto &x = ref(a);

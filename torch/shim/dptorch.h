@@ -80,7 +80,12 @@ dpt_error dpt_max_pool1d(dpt_tensor x, int64_t kernel, int64_t stride, int64_t p
 dpt_error dpt_linear(dpt_tensor x, dpt_tensor w, dpt_tensor b, dpt_tensor *out);
 dpt_error dpt_batch_norm(dpt_tensor x, dpt_tensor w, dpt_tensor b, dpt_tensor mean, dpt_tensor var, int training, double momentum, double eps, dpt_tensor *out);
 dpt_error dpt_dropout(dpt_tensor x, double p, int training, dpt_tensor *out);
+dpt_error dpt_new_empty(dpt_tensor x, const int64_t *shape, int ndim, dpt_tensor *out); /* x.new_empty(shape) */
 dpt_error dpt_unary(int op, dpt_tensor x, dpt_tensor *out);
+/* out = relu(x * scale + shift) (scale and shift per channel, dim 1; NULL:
+ * 1 and 0), written into out, a tensor (or view) of x's shape that does not
+ * overlap x */
+dpt_error dpt_affine_relu_into(dpt_tensor x, dpt_tensor scale, dpt_tensor shift, dpt_tensor out);
 enum { DPT_RELU = 0, DPT_SIGMOID = 1, DPT_NEG = 2, DPT_SQRT = 3, DPT_EXP = 4, DPT_LOG = 5, DPT_TANH = 6, DPT_ABS = 7 };
 dpt_error dpt_binary(int op, dpt_tensor a, dpt_tensor b, double alpha, dpt_tensor *out);
 enum { DPT_ADD = 0, DPT_SUB = 1, DPT_MUL = 2, DPT_DIV = 3, DPT_ADD_ = 4, DPT_EQ = 5 };
