@@ -59,6 +59,9 @@ type prefixForward struct {
 	// activation, zero tail, right zeros) it is written.
 	fused map[int]bool
 	feeds map[int]int
+	// padPool[i] says length padding i is read only by the max pool
+	// after it, which pads as it pools.
+	padPool map[int]bool
 	made  []*torch.Tensor
 }
 
@@ -80,7 +83,7 @@ func newPrefixForward(m Model) (*prefixForward, error) {
 		return nil, err
 	}
 	f := &prefixForward{ops: ops, params: map[string]*torch.Tensor{}, length: int64(m.Preprocessing().SignalLength),
-		meanTail: map[int][][]float32{}, dense: map[int]*prefixDense{}, fused: map[int]bool{}, feeds: map[int]int{}}
+		meanTail: map[int][][]float32{}, dense: map[int]*prefixDense{}, fused: map[int]bool{}, feeds: map[int]int{}, padPool: map[int]bool{}}
 	for _, v := range m.Store().Vars() {
 		f.params[v.Name] = v.Tensor
 	}
@@ -173,6 +176,10 @@ func (f *prefixForward) fuseReLUs() error {
 				}
 				f.fused[i] = true
 			}
+		}
+		if op.Kind == OpPad && len(op.Pads) == 2 && i+1 < len(f.ops) {
+			next := f.ops[i+1]
+			f.padPool[i] = next.Kind == OpMaxPool1d && !next.Unbatched && next.In == op.Out && next.Out == op.Out
 		}
 		if op.Kind != OpReLU {
 			continue
@@ -403,6 +410,10 @@ func (f *prefixForward) Forward(x *torch.Tensor) (*torch.Tensor, error) {
 			case d != nil && in.zero != nil:
 				out, op = f.flattenLinear(s, d, in), f.ops[i+1]
 				i++
+			case f.padPool[i] && in.zero != nil:
+				op = f.ops[i+1]
+				out = f.maxPool(in, op.Kernel, f.ops[i].Pads[0], f.ops[i].Pads[1], f.zero[i+1])
+				i++
 			case f.fused[i] && in.zero != nil:
 				out, err = f.affineReLU(r, i+1, op.Param, in)
 				op = f.ops[i+1]
@@ -487,11 +498,7 @@ func (f *prefixForward) step(r *run, i int, op Op) (value, error) {
 	case OpPad:
 		return f.pad(op, in, zero)
 	case OpMaxPool1d:
-		k := op.Kernel
-		p := min(in.length()/k, (in.p+k-1)/k)
-		x := f.upTo(in, p*k)
-		defer x.Free()
-		return value{t: x.MaxPool1d(torch.MaxPool1dOptions{Kernel: k}), p: p, zero: zero}, nil
+		return f.maxPool(in, op.Kernel, 0, 0, zero), nil
 	case OpAdd:
 		other := vals[op.In2]
 		if in.owned && in.p >= other.p && !heldElsewhere(vals, op.In, in.t) {
@@ -633,6 +640,17 @@ func fillWindow(buf *torch.Tensor, left, p, hi, right int64, zero *torch.Tensor)
 	fill(left+p, hi-p, zero)
 	fill(left+hi, right, nil)
 	return errors.Join(errs...)
+}
+
+// maxPool is max_pool1d of kernel and stride k over a prefix padded with
+// left and right zeros (a length padding before the pool, fused): the
+// outputs the prefix reaches, from one splice of what they read.
+func (f *prefixForward) maxPool(in value, k, left, right int64, zero *torch.Tensor) value {
+	p := min((in.length()+left+right)/k, (in.p+left+k-1)/k)
+	hi := min(in.length(), p*k-left)
+	x := f.spliced(in, left, hi, p*k-left-hi)
+	defer x.Free()
+	return value{t: x.MaxPool1d(torch.MaxPool1dOptions{Kernel: k}), p: p, zero: zero}
 }
 
 // pad is zero padding over a prefix: channels are padded as they are, the

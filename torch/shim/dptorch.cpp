@@ -421,29 +421,47 @@ namespace {
 // affine_relu_body is relu(x * a + b) over [n, l, c] float32 data whose
 // channels are contiguous (row (i, j) at i*s0 + j*s2), rounding as ATen's
 // addcmul then relu do (a product, then a sum: the shim is built with
-// -ffp-contract=off), NaN kept.
-__attribute__((always_inline)) inline void affine_relu_body(bool affine, const float *__restrict x, float *__restrict y,
-                                                            const float *a, const float *b, int64_t n, int64_t l, int64_t c,
-                                                            int64_t xs0, int64_t xs2, int64_t ys0, int64_t ys2) {
+// -ffp-contract=off), NaN kept. C > 0 is c known when compiled (a and b
+// then stay in registers), 0 any.
+extern "C++" {
+template <int C, bool Affine>
+__attribute__((always_inline)) inline void affine_relu_body(const float *__restrict x, float *__restrict y,
+                                                            const float *__restrict a, const float *__restrict b,
+                                                            int64_t n, int64_t l, int64_t c, int64_t xs0, int64_t xs2,
+                                                            int64_t ys0, int64_t ys2) {
+  const int64_t cc = C > 0 ? C : c;
   for (int64_t i = 0; i < n; i++) {
     for (int64_t j = 0; j < l; j++) {
       const float *__restrict xr = x + i * xs0 + j * xs2;
       float *__restrict yr = y + i * ys0 + j * ys2;
-      for (int64_t k = 0; k < c; k++) {
-        float v = affine ? xr[k] * a[k] + b[k] : xr[k];
+      for (int64_t k = 0; k < cc; k++) {
+        float v = Affine ? xr[k] * a[k] + b[k] : xr[k];
         yr[k] = v < 0.0f ? 0.0f : v;
       }
     }
   }
 }
 
+template <bool Affine>
+__attribute__((always_inline)) inline void affine_relu_any(const float *x, float *y, const float *a, const float *b,
+                                                           int64_t n, int64_t l, int64_t c, int64_t xs0, int64_t xs2,
+                                                           int64_t ys0, int64_t ys2) {
+  switch (c) {
+    case 16: return affine_relu_body<16, Affine>(x, y, a, b, n, l, c, xs0, xs2, ys0, ys2);
+    case 32: return affine_relu_body<32, Affine>(x, y, a, b, n, l, c, xs0, xs2, ys0, ys2);
+    case 64: return affine_relu_body<64, Affine>(x, y, a, b, n, l, c, xs0, xs2, ys0, ys2);
+    default: return affine_relu_body<0, Affine>(x, y, a, b, n, l, c, xs0, xs2, ys0, ys2);
+  }
+}
+}
+
 __attribute__((target_clones("avx512f", "avx2", "default"))) void affine_relu_rows(
     const float *x, float *y, const float *a, const float *b, int64_t n, int64_t l, int64_t c, int64_t xs0, int64_t xs2,
     int64_t ys0, int64_t ys2) {
   if (a != nullptr) {
-    affine_relu_body(true, x, y, a, b, n, l, c, xs0, xs2, ys0, ys2);
+    affine_relu_any<true>(x, y, a, b, n, l, c, xs0, xs2, ys0, ys2);
   } else {
-    affine_relu_body(false, x, y, a, b, n, l, c, xs0, xs2, ys0, ys2);
+    affine_relu_any<false>(x, y, a, b, n, l, c, xs0, xs2, ys0, ys2);
   }
 }
 
