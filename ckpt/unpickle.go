@@ -2,6 +2,7 @@ package ckpt
 
 import (
 	"archive/zip"
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -300,7 +301,10 @@ func (a *archive) unpickle() (tree any, err error) {
 		return nil, fmt.Errorf("read %s: %w", a.path, err)
 	}
 	defer f.Close()
-	u := pickle.NewUnpickler(f)
+	// Buffered: the unpickler reads an opcode at a time, and a stored zip
+	// member reads each with a system call (14,000 for the traffic
+	// ResNet's checkpoint).
+	u := pickle.NewUnpickler(bufio.NewReader(f))
 	u.FindClass = findClass
 	u.PersistentLoad = a.persistentLoad
 	// gopickle panics on a few malformed inputs (an unhashable dict key);
