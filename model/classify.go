@@ -3,9 +3,11 @@ package model
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/deeppacket/deeppacket/data/features"
 	"github.com/deeppacket/deeppacket/labels"
@@ -146,13 +148,15 @@ func classify(c Classifier, b *Batch, softmax bool) ([]float32, error) {
 	if c.Training() {
 		return nil, fmt.Errorf("classify: the model is in training mode (call Store().Train(false))")
 	}
+	if mc, ok := c.(*modelClassifier); ok {
+		out, err := mc.outputs(b, softmax)
+		if err != nil {
+			return nil, fmt.Errorf("classify a batch of %d: %w", b.n, err)
+		}
+		return out, nil
+	}
 	var out []float32
 	err := torch.NoGrad(func() error {
-		if mc, ok := c.(*modelClassifier); ok {
-			var err error
-			out, err = mc.outputs(b, softmax)
-			return err
-		}
 		s := torch.NewScope()
 		defer s.Close()
 		x := torch.FromSlice(s, b.data, []int64{int64(b.n), 1, int64(b.signal)}, c.Device())
@@ -182,24 +186,17 @@ func (m *modelClassifier) outputs(b *Batch, softmax bool) ([]float32, error) {
 		b.order = append(b.order, i)
 	}
 	slices.SortStableFunc(b.order, func(i, j int) int { return b.lens[i] - b.lens[j] })
-	k := m.OutputDim()
-	out := make([]float32, b.n*k)
+	out := make([]float32, b.n*m.OutputDim())
 	groups := (b.n + prefixGroup - 1) / prefixGroup
+	// Each group runs with autograd off, and yields to the scheduler
+	// first: a goroutine that runs 10 ms without passing through it is
+	// preempted by the runtime's monitor, which, the goroutine being in a
+	// libtorch call, takes its P and then polls every 20 µs for a
+	// millisecond (7,000 wake-ups a second on two workers, each a thread
+	// switch on a busy core). A group takes a few milliseconds.
 	run := func(chunk *[]float32, g int) error {
-		group := b.order[g*prefixGroup : min((g+1)*prefixGroup, b.n)]
-		n := min((max(b.lens[group[len(group)-1]], 1)+prefixStep-1)/prefixStep*prefixStep, b.signal)
-		*chunk = (*chunk)[:0]
-		for _, r := range group {
-			*chunk = append(*chunk, b.data[r*b.signal:r*b.signal+n]...)
-		}
-		probs, err := m.groupOutputs(*chunk, len(group), n, softmax)
-		if err != nil {
-			return err
-		}
-		for i, r := range group {
-			copy(out[r*k:(r+1)*k], probs[i*k:(i+1)*k])
-		}
-		return nil
+		runtime.Gosched()
+		return torch.NoGrad(func() error { return m.group(b, out, chunk, g, softmax) })
 	}
 	if m.workers == 1 || groups == 1 {
 		for g := range groups {
@@ -213,12 +210,24 @@ func (m *modelClassifier) outputs(b *Batch, softmax bool) ([]float32, error) {
 		wg   sync.WaitGroup
 		mu   sync.Mutex
 		errs []error
+		next atomic.Int64 // the next group to take, counting down
 	)
-	wg.Add(groups)
-	// Longest groups first (the last, rows being sorted by length): the
-	// workers then end the batch on short groups, together.
-	for g := groups - 1; g >= 0; g-- {
-		m.jobs <- groupJob{run: func(chunk *[]float32) error { return run(chunk, g) }, done: func(err error) {
+	// One job per worker, which takes groups until none is left: longest
+	// first (the last, rows being sorted by length), so that the workers
+	// end the batch on short groups, together. Handing a job over wakes a
+	// thread, which one job per group did 16 times a batch.
+	next.Store(int64(groups))
+	jobs := min(m.workers, groups)
+	wg.Add(jobs)
+	for range jobs {
+		m.jobs <- groupJob{run: func(chunk *[]float32) error {
+			for g := next.Add(-1); g >= 0; g = next.Add(-1) {
+				if err := run(chunk, int(g)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, done: func(err error) {
 			if err != nil {
 				mu.Lock()
 				errs = append(errs, err)
@@ -231,17 +240,33 @@ func (m *modelClassifier) outputs(b *Batch, softmax bool) ([]float32, error) {
 	return out, errors.Join(errs...)
 }
 
-// worker runs groups on its own OS thread for the classifier's life (a
-// thread keeps libtorch's per-thread state warm: grad mode, oneDNN's
-// scratch memory), with autograd off.
+// worker runs jobs for the classifier's life, with a buffer of its own.
 func (m *modelClassifier) worker(jobs <-chan groupJob) {
-	torch.NoGrad(func() error {
-		var chunk []float32
-		for j := range jobs {
-			j.done(j.run(&chunk))
-		}
-		return nil
-	})
+	var chunk []float32
+	for j := range jobs {
+		j.done(j.run(&chunk))
+	}
+}
+
+// group runs group g of b's rows (by length, prefixGroup of them), cut to
+// its longest row rounded up to prefixStep, and puts each row's logits (or
+// their softmax) in its place in out; chunk is the caller's buffer.
+func (m *modelClassifier) group(b *Batch, out []float32, chunk *[]float32, g int, softmax bool) error {
+	group := b.order[g*prefixGroup : min((g+1)*prefixGroup, b.n)]
+	n := min((max(b.lens[group[len(group)-1]], 1)+prefixStep-1)/prefixStep*prefixStep, b.signal)
+	*chunk = (*chunk)[:0]
+	for _, r := range group {
+		*chunk = append(*chunk, b.data[r*b.signal:r*b.signal+n]...)
+	}
+	probs, err := m.groupOutputs(*chunk, len(group), n, softmax)
+	if err != nil {
+		return err
+	}
+	k := m.OutputDim()
+	for i, r := range group {
+		copy(out[r*k:(r+1)*k], probs[i*k:(i+1)*k])
+	}
+	return nil
 }
 
 // prepare builds the prefix forward's tables and starts the workers, once.

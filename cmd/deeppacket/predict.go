@@ -116,7 +116,7 @@ func runPredict(cmd *cobra.Command, args []string) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	bar := progress.New(-1, "predict: packets", false)
-	p := &predictor{model: m, rows: out.rows, batchSize: o.batchSize, topK: o.topK, bar: bar}
+	p := &predictor{model: m, rows: out.rows, batchSize: o.batchSize, topK: o.topK, bar: bar, overlap: workers > 1}
 	total, captures, failed, err := p.captures(ctx, files, v.GetBool("strict"))
 	bar.Finish()
 	if err != nil {
@@ -214,6 +214,7 @@ func (o *predictOutput) abort() {
 // skipped with a warning (and listed in failed), unless strict; a file of
 // unknown format inside a folder (notes, label files) is passed over.
 func (p *predictor) captures(ctx context.Context, files []preprocessJob, strict bool) (total features.Stats, captures int, failed []string, err error) {
+	defer p.settle()
 	for _, f := range files {
 		stats, err := p.capture(ctx, f.path)
 		total.Add(stats)
@@ -318,8 +319,22 @@ func loadClassifier(path string, device torch.Device, allowScript bool, task str
 		m.Close()
 		return nil, nil, err
 	}
+	reserveProcs(workers)
 	c := model.AsClassifier(m, workers)
 	return c, func() { c.Close(); m.Close() }, nil
+}
+
+// reserveProcs raises GOMAXPROCS to workers + 2 where it is lower: Go counts
+// a goroutine in a libtorch call as running, on a P of its own, and when
+// every P is so taken, its monitor takes them back from each call longer
+// than 20 µs and polls every 20 µs, a thread switch each time on a busy
+// core (on two cores, predict spent 12% of its CPU time in the kernel and
+// 18% more in all). The workers, the goroutine that reads captures and one
+// spare P leave an idle P for the monitor to see.
+func reserveProcs(workers int) {
+	if n := workers + 2; runtime.GOMAXPROCS(0) < n {
+		runtime.GOMAXPROCS(n)
+	}
 }
 
 // predictor classifies the packets of captures in batches.
@@ -340,6 +355,25 @@ type predictor struct {
 	pending []packetInfo
 	open    []*captureFlows // captures with packets pending, oldest first
 	top     []int           // reused: a packet's classes by probability
+	// With overlap, the model classifies one batch while the next is
+	// read: flight is the batch it has, spare the batch that comes back
+	// with its rows written. Without (one classifying thread: one core,
+	// which reading beside it would share), each batch is read, then
+	// classified.
+	overlap      bool
+	flight       *inFlight
+	spare        *model.Batch
+	sparePending []packetInfo
+}
+
+// inFlight is a batch the model is classifying, its packets, and then its
+// probabilities (or the error) once done is closed.
+type inFlight struct {
+	batch   *model.Batch
+	pending []packetInfo
+	probs   []float32
+	err     error
+	done    chan struct{}
 }
 
 // captureFlows is one capture's flows, in order of their first packet.
@@ -368,7 +402,7 @@ func (p *predictor) capture(ctx context.Context, path string) (features.Stats, e
 	}
 	tr := features.New(p.model.Preprocessing())
 	if p.batch == nil {
-		p.batch = model.NewBatch(tr.Options().SignalLength)
+		p.batch, p.spare = model.NewBatch(tr.Options().SignalLength), model.NewBatch(tr.Options().SignalLength)
 	}
 	c := &captureFlows{path: path, byFlow: map[int64]*flowAgg{}}
 	p.open = append(p.open, c)
@@ -394,7 +428,11 @@ func (p *predictor) capture(ctx context.Context, path string) (features.Stats, e
 		p.damaged++
 	} else if err != nil {
 		// A capture that cannot be read is skipped whole: its packets not
-		// yet classified are dropped.
+		// yet classified are dropped (those the model has are written
+		// first, as they would have been had it been done with them).
+		if err := p.drain(); err != nil {
+			return stats, err
+		}
 		p.batch.Truncate(before)
 		p.pending = p.pending[:before]
 		c.done, c.order = true, nil
@@ -404,12 +442,24 @@ func (p *predictor) capture(ctx context.Context, path string) (features.Stats, e
 	return stats, nil
 }
 
-// finish classifies what is pending and writes the last flows.
+// finish classifies what is pending and writes the last rows and flows.
 func (p *predictor) finish() error {
 	if err := p.classify(); err != nil {
 		return err
 	}
+	if err := p.drain(); err != nil {
+		return err
+	}
 	return p.closeCaptures(nil)
+}
+
+// settle waits for the batch in flight, if any, and drops it: after an
+// interruption or an error, the model must be idle before it is closed.
+func (p *predictor) settle() {
+	if p.flight != nil {
+		<-p.flight.done
+		p.flight = nil
+	}
 }
 
 // closeCaptures writes the flows of the open captures before next (all of
@@ -433,18 +483,43 @@ func (p *predictor) closeCaptures(next *captureFlows) error {
 	return nil
 }
 
-// classify runs the pending batch and writes its packet rows.
+// classify hands the pending batch to the model, once the batch handed
+// before is done and its rows written; with overlap, the model classifies
+// it while the next one is read, so that neither waits on the other.
 func (p *predictor) classify() error {
-	if p.batch.Len() == 0 {
+	if err := p.drain(); err != nil || p.batch.Len() == 0 {
+		return err
+	}
+	f := &inFlight{batch: p.batch, pending: p.pending, done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		f.probs, f.err = model.Probabilities(p.model, f.batch)
+	}()
+	p.flight = f
+	p.batch, p.pending, p.spare, p.sparePending = p.spare, p.sparePending, nil, nil
+	if !p.overlap {
+		return p.drain()
+	}
+	return nil
+}
+
+// drain waits for the batch in flight, if any, and writes its packet rows.
+func (p *predictor) drain() error {
+	f := p.flight
+	if f == nil {
 		return nil
 	}
-	probs, err := model.Probabilities(p.model, p.batch)
-	if err != nil {
-		return fmt.Errorf("predict %s: %w", p.pending[0].capture.path, err)
+	<-f.done
+	p.flight = nil
+	f.batch.Reset()
+	p.spare, p.sparePending = f.batch, f.pending[:0]
+	if f.err != nil {
+		return fmt.Errorf("predict %s: %w", f.pending[0].capture.path, f.err)
 	}
+	probs := f.probs
 	k := p.model.OutputDim()
 	task := p.model.Task()
-	for i, info := range p.pending {
+	for i, info := range f.pending {
 		c := info.capture
 		if err := p.closeCaptures(c); err != nil {
 			return err
@@ -476,8 +551,6 @@ func (p *predictor) classify() error {
 		}
 		agg.score.Add(best, row)
 	}
-	p.batch.Reset()
-	p.pending = p.pending[:0]
 	return nil
 }
 

@@ -81,7 +81,9 @@ func TestPredictResNet(t *testing.T) {
 
 	dir := t.TempDir()
 	out := filepath.Join(dir, "pred.csv")
-	if msg, err := runCLI(t, "predict", "--model", modelPath, "--batch-size", "50", "--top-k", "3", "-o", out, pcap); err != nil {
+	// Batches of 50 on two threads: the model classifies each while the
+	// next is read, and the rows still come out in order.
+	if msg, err := runCLI(t, "predict", "--model", modelPath, "--batch-size", "50", "--threads", "2", "--top-k", "3", "-o", out, pcap); err != nil {
 		t.Fatalf("predict: %v\n%s", err, msg)
 	}
 	f, err := os.Open(out)
