@@ -62,7 +62,7 @@ type prefixForward struct {
 	// padPool[i] says length padding i is read only by the max pool
 	// after it, which pads as it pools.
 	padPool map[int]bool
-	made  []*torch.Tensor
+	made    []*torch.Tensor
 }
 
 // prefixDense is a linear layer over a flattened [C, L] activation: its
