@@ -6,9 +6,12 @@
 # REPEAT times over (default 3).
 #
 # Both run on one core (OMP_NUM_THREADS=1, torch.set_num_threads(1)). Rates
-# are packets read per CPU-second (user + system) of the whole process, model
-# loading included (the reference's from after its imports): the machines
-# this runs on are shared, and wall time there says more about the
+# are packets read per CPU-second (user + system) of the whole process,
+# start-up and model loading included on both sides (deeppacket's loading of
+# libtorch, Python's start and imports, torch's among them, which load the
+# same libtorch), as a user running either pays it; the reference's rate
+# from after its imports (its script's own clock) is printed beside it. The
+# machines this runs on are shared, and wall time there says more about the
 # neighbours than the code; wall-clock rates are printed too, and user and
 # system time apart. The reference is measured at its best: eager PyTorch in
 # inference mode, batches of 64 and of 1024, with glibc's default allocator
@@ -66,7 +69,7 @@ reference() {
 	if [ "$alloc" = tuned ]; then
 		tunables=(GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295)
 	fi
-	ref=$(env "${tunables[@]}" "$PYTHON" "$ROOT/scripts/bench_predict_reference.py" --batch "$batch" ${3:-} "$MODEL" "${captures[@]}")
+	ref=$(timed env "${tunables[@]}" "$PYTHON" "$ROOT/scripts/bench_predict_reference.py" --batch "$batch" ${3:-} "$MODEL" "${captures[@]}")
 	if grep -q '^reference_skipped=' <<<"$ref"; then
 		echo "reference ($how): not run: $(sed 's/^reference_skipped=//' <<<"$ref")"
 		return
@@ -76,8 +79,8 @@ reference() {
 	if [ "$go_packets" != "$ref_packets" ] || [ "$go_kept" != "$ref_kept" ]; then
 		die "packet counts differ (go $go_packets/$go_kept, reference $ref_packets/$ref_kept)"
 	fi
-	rate=$(per_s "$ref_packets" "$(value reference_cpu_seconds <<<"$ref")")
-	echo "reference ($how): $(printf %.0f "$rate") packets/CPU-s, $(value reference_seconds <<<"$ref")s wall, $(value reference_user_seconds <<<"$ref") s user + $(value reference_system_seconds <<<"$ref") s system"
+	rate=$(per_s "$ref_packets" "$(cpu_seconds)")
+	echo "reference ($how): $(printf %.0f "$rate") packets/CPU-s, $(elapsed)s wall, $(cpu_split); after its imports $(printf %.0f "$(per_s "$ref_packets" "$(value reference_cpu_seconds <<<"$ref")")") packets/CPU-s, $(value reference_user_seconds <<<"$ref") s user + $(value reference_system_seconds <<<"$ref") s system"
 	if awk -v a="$rate" -v b="$best_rate" 'BEGIN { exit !(a > b) }'; then
 		best_rate=$rate best=$how
 	fi
