@@ -34,17 +34,31 @@ type File struct {
 // file.
 const writebackBytes = 8 << 20
 
-// Write writes p, starting the writeback of every writebackBytes written
-// (through Write, the path of the io.Writer users such as the Parquet
-// writers; the other methods of os.File write without the hint).
+// writePiece is the most one write(2) takes: this machine's kernel spent
+// 0.9 s of system time on one write of 121 MB, 0.02 s on the same bytes in
+// pieces of 1 MB.
+const writePiece = 1 << 20
+
+// Write writes p in pieces of writePiece, starting the writeback of every
+// writebackBytes written (through Write, the path of the io.Writer users
+// such as the Parquet writers; the other methods of os.File write without
+// the hint).
 func (f *File) Write(p []byte) (int, error) {
-	n, err := f.File.Write(p)
-	f.written += int64(n)
-	if f.written-f.flushed >= writebackBytes {
-		startWriteback(f.File, f.flushed, f.written-f.flushed)
-		f.flushed = f.written
+	var done int
+	for len(p) > 0 {
+		n, err := f.File.Write(p[:min(len(p), writePiece)])
+		done += n
+		f.written += int64(n)
+		if f.written-f.flushed >= writebackBytes {
+			startWriteback(f.File, f.flushed, f.written-f.flushed)
+			f.flushed = f.written
+		}
+		if err != nil {
+			return done, err
+		}
+		p = p[n:]
 	}
-	return n, err
+	return done, nil
 }
 
 // Create opens a temporary file beside path. The folder is created if needed.

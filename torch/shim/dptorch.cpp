@@ -25,6 +25,7 @@
 #include <torch/utils.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -93,7 +94,14 @@ c10::optional<at::Tensor> optional(dpt_tensor t) {
 void write_file(const char *path, const char *data, size_t n) {
   std::FILE *f = std::fopen(path, "wb");
   if (f == nullptr) throw std::runtime_error(std::string("cannot create ") + path + ": " + std::strerror(errno));
-  bool ok = std::fwrite(data, 1, n, f) == n;
+  // In pieces of 1 MB: one write(2) of a whole checkpoint (120 MB for the
+  // application CNN with Adam's state) cost the kernel 0.9-1.5 s of system
+  // time here, against 0.02 s in pieces.
+  bool ok = true;
+  for (size_t at = 0, piece; ok && at < n; at += piece) {
+    piece = std::min<size_t>(n - at, 1 << 20);
+    ok = std::fwrite(data + at, 1, piece, f) == piece;
+  }
   int err = errno;
   if (std::fclose(f) != 0 && ok) {
     ok = false;
