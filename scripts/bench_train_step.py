@@ -1,6 +1,7 @@
 """PyTorch side of scripts/bench-train.sh: one training step of the reference
 application CNN (batch 16, Adam), timed over STEPS steps after a warm-up.
-Prints pytorch_samples_per_s=N."""
+Prints pytorch_user_seconds=U pytorch_system_seconds=Y for each timed run
+(eager, then compiled), and pytorch_samples_per_s=N."""
 import os
 import sys
 import time
@@ -40,10 +41,12 @@ def rate(forward):
     step()
     step()
     sync()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), os.times()
     for _ in range(steps):
         step()
     sync()
+    end = os.times()
+    print(f"pytorch_user_seconds={end.user - cpu_start.user:.2f} pytorch_system_seconds={end.system - cpu_start.system:.2f}")
     return 16 * steps / (time.perf_counter() - start)
 
 

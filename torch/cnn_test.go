@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/deeppacket/deeppacket/internal/testenv"
 	"github.com/deeppacket/deeppacket/model"
 	"github.com/deeppacket/deeppacket/torch"
 )
@@ -153,6 +154,7 @@ func BenchmarkTrainStep(b *testing.B) {
 	step := torch.NewScope()
 	trainStep(b, m, opt, x, y, step) // warm-up: allocates Adam state
 	b.ResetTimer()
+	u0, s0 := testenv.CPUSeconds(b)
 	for range b.N {
 		trainStep(b, m, opt, x, y, step)
 	}
@@ -160,7 +162,10 @@ func BenchmarkTrainStep(b *testing.B) {
 	if _, err := opt.Params[0].Sum(false).Item(); err != nil {
 		b.Fatal(err)
 	}
+	u1, s1 := testenv.CPUSeconds(b)
 	b.ReportMetric(float64(16*b.N)/b.Elapsed().Seconds(), "samples/s")
+	b.ReportMetric(u1-u0, "user-s")
+	b.ReportMetric(s1-s0, "system-s")
 }
 
 // residentMB reads this process's resident set size.

@@ -5,10 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
-	"time"
 
+	"github.com/deeppacket/deeppacket/internal/testenv"
 	"github.com/deeppacket/deeppacket/torch"
 )
 
@@ -39,12 +38,12 @@ func BenchmarkTrainEpoch(b *testing.B) {
 	}
 	var rate, cpuRate, user, system float64
 	for b.Loop() {
-		u0, s0 := cpuSeconds(b)
+		u0, s0 := testenv.CPUSeconds(b)
 		res, err := Train(context.Background(), cfg, Options{RunDir: filepath.Join(b.TempDir(), "run")})
 		if err != nil {
 			b.Fatal(err)
 		}
-		u1, s1 := cpuSeconds(b)
+		u1, s1 := testenv.CPUSeconds(b)
 		user, system = u1-u0, s1-s0
 		rate = res.Epochs[0].SamplesPerSec
 		cpuRate = float64(res.Epochs[0].Samples) / (user + system)
@@ -53,16 +52,6 @@ func BenchmarkTrainEpoch(b *testing.B) {
 	b.ReportMetric(cpuRate, "samples/cpu-s")
 	b.ReportMetric(user, "user-s")
 	b.ReportMetric(system, "system-s")
-}
-
-// cpuSeconds is the user and system time of this process so far (all its
-// threads): on a shared machine it measures the work, not the neighbours.
-func cpuSeconds(b *testing.B) (user, system float64) {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano()).Seconds(), time.Duration(ru.Stime.Nano()).Seconds()
 }
 
 // dumpSet writes every row of cfg's training set as two tensors.

@@ -2,7 +2,8 @@
 // data folder (../shared) and a Python with PyTorch and scapy (the project's
 // .venv, which scripts/install-deps.sh makes). Under
 // CI=true a missing piece fails the test; elsewhere the test is skipped with
-// a message saying what is missing.
+// a message saying what is missing. It also measures what benchmarks report
+// (CPUSeconds).
 //
 // Imports none of our packages.
 package testenv
@@ -16,7 +17,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // missing skips the test, or fails it in CI.
@@ -139,4 +142,15 @@ func SkipExamplesWithoutShared(pattern string, rel ...string) {
 			return
 		}
 	}
+}
+
+// CPUSeconds is the user and system time of this process so far (all its
+// threads), which benchmarks report apart: on a shared machine it measures
+// the work, not the neighbours.
+func CPUSeconds(t testing.TB) (user, system float64) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano()).Seconds(), time.Duration(ru.Stime.Nano()).Seconds()
 }
