@@ -3,6 +3,7 @@ package torch_test
 import (
 	"math"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/deeppacket/deeppacket/torch"
@@ -110,5 +111,91 @@ func TestChannelsLast1d(t *testing.T) {
 			}
 			t.Logf("largest difference %g", worst)
 		})
+	}
+}
+
+// TestAffineReLUInto: relu(x·scale + shift) written into out equals
+// x.Mul(scale).Add(shift).ReLU() bit for bit (a product, then a sum), for
+// channel counts the shim's loop knows (16, 32) and others (7),
+// channels-last or not (ATen's operators then), into a view of a larger
+// tensor whose other values stay as they were; NaN stays NaN.
+func TestAffineReLUInto(t *testing.T) {
+	s := torch.NewScope()
+	defer s.Close()
+	if err := torch.ManualSeed(5); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name         string
+		n, c, l      int64
+		affine       bool
+		channelsLast bool
+		left, right  int64 // out is positions left.. of a [n, c, left+l+right] tensor
+		nanAt        int64 // a NaN at this flat index of x, -1 none
+	}{
+		{"16 channels, into a window", 4, 16, 37, true, true, 3, 2, -1},
+		{"32 channels", 3, 32, 20, true, true, 0, 0, -1},
+		{"7 channels, into a window", 2, 7, 11, true, true, 2, 5, -1},
+		{"plain ReLU", 4, 16, 9, false, true, 1, 1, -1},
+		{"row-major (ATen's operators)", 3, 16, 13, true, false, 2, 1, -1},
+		{"NaN", 2, 16, 8, true, true, 0, 0, 17},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			x := torch.Randn(s, []int64{tc.n, tc.c, tc.l}, torch.Float32, torch.CPU)
+			if tc.channelsLast {
+				x = torch.Randn(s, []int64{tc.n, tc.l, tc.c}, torch.Float32, torch.CPU).Transpose(1, 2)
+			}
+			if tc.nanAt >= 0 {
+				vals, _ := x.Contiguous().Float32s()
+				vals[tc.nanAt] = float32(math.NaN())
+				x = torch.FromSlice(s, vals, []int64{tc.n, tc.c, tc.l}, torch.CPU).Transpose(1, 2).Contiguous().Transpose(1, 2)
+				// channels-last again, the NaN at the same [n, c, l]
+			}
+			var scale, shift *torch.Tensor
+			want := x.ReLU()
+			if tc.affine {
+				scale, shift = torch.Randn(s, []int64{tc.c}, torch.Float32, torch.CPU), torch.Randn(s, []int64{tc.c}, torch.Float32, torch.CPU)
+				want = x.Mul(scale.Reshape(1, -1, 1)).Add(shift.Reshape(1, -1, 1)).ReLU()
+			}
+			width := tc.left + tc.l + tc.right
+			buf := torch.Full(s, []int64{tc.n, width, tc.c}, 7, torch.Float32, torch.CPU).Transpose(1, 2)
+			if !tc.channelsLast {
+				buf = torch.Full(s, []int64{tc.n, tc.c, width}, 7, torch.Float32, torch.CPU)
+			}
+			out := buf.Narrow(2, tc.left, tc.l)
+			if err := x.AffineReLUInto(out, scale, shift); err != nil {
+				t.Fatal(err)
+			}
+			got, err := out.Contiguous().Float32s()
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, _ := want.Contiguous().Float32s()
+			for i := range w {
+				if got[i] != w[i] && !(math.IsNaN(float64(got[i])) && math.IsNaN(float64(w[i]))) {
+					t.Fatalf("value %d: %v, want %v", i, got[i], w[i])
+				}
+			}
+			if tc.nanAt >= 0 && !slices.ContainsFunc(got, func(v float32) bool { return math.IsNaN(float64(v)) }) {
+				t.Error("the NaN was lost")
+			}
+			for _, side := range [][2]int64{{0, tc.left}, {tc.left + tc.l, tc.right}} {
+				if side[1] == 0 {
+					continue
+				}
+				rest, _ := buf.Narrow(2, side[0], side[1]).Contiguous().Float32s()
+				if slices.ContainsFunc(rest, func(v float32) bool { return v != 7 }) {
+					t.Errorf("positions %d..%d outside out were written", side[0], side[0]+side[1])
+				}
+			}
+		})
+	}
+	x := torch.Randn(s, []int64{2, 16, 5}, torch.Float32, torch.CPU)
+	if err := x.AffineReLUInto(x.NewEmpty(2, 16, 4), nil, nil); err == nil || !strings.Contains(err.Error(), "[2, 16, 5]") {
+		t.Errorf("out of another shape: error %v, want one naming the shapes", err)
+	}
+	if err := x.AffineReLUInto(x.NewEmpty(2, 16, 5), torch.Randn(s, []int64{16}, torch.Float32, torch.CPU), nil); err == nil {
+		t.Error("a scale without a shift: no error")
 	}
 }

@@ -86,9 +86,9 @@ func (t *Tensor) NewEmpty(shape ...int64) *Tensor {
 // shape (a view into a larger one, say) that does not overlap t: scale and
 // shift are [C] (t's dim 1), both nil for a plain ReLU. It is batch norm's
 // inference form (scale γ/√(var+ε), shift β - mean·scale) and ReLU in one
-// pass, rounded as torch.addcmul then torch.relu would round them; float32
-// CPU tensors with their channels innermost in memory take the shim's own
-// loop, others ATen's operators.
+// pass, rounded as t.Mul(scale).Add(shift).ReLU() (a product, then a sum);
+// float32 CPU tensors with their channels innermost in memory take the
+// shim's own loop, others ATen's operators.
 func (t *Tensor) AffineReLUInto(out, scale, shift *Tensor) error {
 	if _, err := operands(t, out, scale, shift); err != nil {
 		return err

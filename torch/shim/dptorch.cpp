@@ -427,10 +427,10 @@ dpt_error dpt_new_empty(dpt_tensor x, const int64_t *shape, int ndim, dpt_tensor
 namespace {
 
 // affine_relu_body is relu(x * a + b) over [n, l, c] float32 data whose
-// channels are contiguous (row (i, j) at i*s0 + j*s2), rounding as ATen's
-// addcmul then relu do (a product, then a sum: the shim is built with
-// -ffp-contract=off), NaN kept. C > 0 is c known when compiled (a and b
-// then stay in registers), 0 any.
+// channels are contiguous (row (i, j) at i*s0 + j*s2), rounded as
+// x.mul(a).add(b) then relu (a product, then a sum: the shim is built with
+// -ffp-contract=off; ATen's addcmul fuses them where it has FMA), NaN kept.
+// C > 0 is c known when compiled (a and b then stay in registers), 0 any.
 extern "C++" {
 template <int C, bool Affine>
 __attribute__((always_inline)) inline void affine_relu_body(const float *__restrict x, float *__restrict y,
@@ -475,7 +475,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void affine_relu_ro
 
 }  // namespace
 
-// dpt_affine_relu_into is one pass where ATen takes three (addcmul, relu,
+// dpt_affine_relu_into is one pass where ATen takes four (mul, add, relu,
 // then a copy into place): the prefix forward's batch norm and ReLU,
 // written straight into the next convolution's input. Float32 CPU tensors
 // with their channels innermost take the loop above; others ATen's ops.
@@ -501,7 +501,7 @@ dpt_error dpt_affine_relu_into(dpt_tensor x, dpt_tensor scale, dpt_tensor shift,
                        in.stride(2), y.stride(0), y.stride(2));
       return;
     }
-    auto v = affine ? at::addcmul(ref(shift).view({1, -1, 1}), in, ref(scale).view({1, -1, 1})) : in;
+    auto v = affine ? at::add(at::mul(in, ref(scale).view({1, -1, 1})), ref(shift).view({1, -1, 1})) : in;
     at::clamp_min_out(const_cast<at::Tensor &>(y), v, 0);
   });
 }
