@@ -91,7 +91,7 @@ func newPrefixForward(m Model) (*prefixForward, error) {
 		if err := f.foldBatchNorms(); err != nil {
 			return err
 		}
-		if err := f.fuseReLUs(); err != nil {
+		if err := f.fuse(); err != nil {
 			return err
 		}
 		// Convolution weights channels-last too, once: the shim's
@@ -154,12 +154,13 @@ func (f *prefixForward) foldBatchNorms() error {
 	return nil
 }
 
-// fuseReLUs plans the passes that ReLUs save: a batch norm that only its
-// ReLU reads runs with it (its scale and shift made here), and a ReLU
+// fuse plans the passes that steps run together save: a batch norm that
+// only its ReLU reads runs with it (its scale and shift made here); a ReLU
 // whose output a convolution reads next (past copies, which alias it)
 // writes straight into that convolution's input window, where the
-// convolution would otherwise copy it.
-func (f *prefixForward) fuseReLUs() error {
+// convolution would otherwise copy it; a length padding that only a max
+// pool reads is spliced by the pool.
+func (f *prefixForward) fuse() error {
 	s := torch.NewScope()
 	defer s.Close()
 	p := f.params
