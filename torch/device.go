@@ -114,6 +114,20 @@ func SetNumThreads(n int) { C.dpt_set_num_threads(C.int(n)) }
 // NumThreads is torch.get_num_threads.
 func NumThreads() int { return int(C.dpt_get_num_threads()) }
 
+// InferenceMode runs f under libtorch's inference mode (torch.inference_mode):
+// autograd off and no view or version tracking; tensors made inside cannot
+// be used by autograd afterwards. The goroutine is pinned to its thread.
+func InferenceMode(f func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var g C.dpt_inference
+	if err := check(C.dpt_inference_mode_enter(&g)); err != nil {
+		return err
+	}
+	defer C.dpt_inference_mode_exit(g)
+	return f()
+}
+
 // NoGrad runs f with autograd off, as `with torch.no_grad():`. libtorch's
 // grad mode belongs to the OS thread, so the goroutine is pinned to its
 // thread for the duration.

@@ -53,3 +53,28 @@ func TestNumThreadsOnEveryOSThread(t *testing.T) {
 		t.Errorf("another OS thread runs with %d threads, want the %d set", n, want)
 	}
 }
+
+// InferenceMode turns autograd off inside f, as NoGrad does, and gives the
+// thread back its grad mode after, as it found it (on), error or not.
+func TestInferenceMode(t *testing.T) {
+	s := NewScope()
+	defer s.Close()
+	w := Randn(s, []int64{3}, Float32, CPU)
+	if err := w.SetRequiresGrad(true); err != nil {
+		t.Fatal(err)
+	}
+	var inside *Tensor
+	err := InferenceMode(func() error {
+		inside = w.Mul(w).Narrow(0, 0, 2) // a view, which inference mode does not track
+		return inside.Err()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inside.RequiresGrad() {
+		t.Error("a result made in inference mode requires grad")
+	}
+	if !w.Mul(w).RequiresGrad() {
+		t.Error("after InferenceMode, autograd is still off")
+	}
+}

@@ -180,6 +180,13 @@ int dpt_get_num_threads(void) {
 }
 void dpt_set_grad_enabled(int enabled) { c10::GradMode::set_enabled(enabled != 0); }
 int dpt_is_grad_enabled(void) { return c10::GradMode::is_enabled() ? 1 : 0; }
+struct dpt_inference_s {
+  c10::InferenceMode guard;
+};
+dpt_error dpt_inference_mode_enter(dpt_inference *out) {
+  return guarded([&] { *out = new dpt_inference_s; });
+}
+void dpt_inference_mode_exit(dpt_inference g) { delete g; }
 
 void dpt_free(dpt_tensor t) { delete t; }
 

@@ -40,6 +40,9 @@ void dpt_set_num_threads(int n);
 int dpt_get_num_threads(void);
 void dpt_set_grad_enabled(int enabled); /* thread-local, as in PyTorch */
 int dpt_is_grad_enabled(void);
+typedef struct dpt_inference_s *dpt_inference;
+dpt_error dpt_inference_mode_enter(dpt_inference *out); /* c10::InferenceMode on this thread until exit */
+void dpt_inference_mode_exit(dpt_inference g);
 
 /* tensor life and data */
 void dpt_free(dpt_tensor t);
