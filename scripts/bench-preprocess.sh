@@ -27,8 +27,8 @@ echo "go: $("$BIN" --help >/dev/null 2>&1 && echo "$BIN"), python: $("$PYTHON" -
 
 # 1. The same 41 captures through both.
 timed "$BIN" preprocess --quiet --log-level error -j 1 --labels "$ISCX/labels.tsv" -o "$TMP/small" "$ISCX" > "$TMP/small.txt"
-# The summary's last table line: total (N captures)  read  kept  …
-totals() { sed -n 's/^ *total ([0-9]* captures) *\([0-9]*\) *\([0-9]*\).*/\1 \2/p' "$1"; }
+# The summary's last table line: total: N captures  read  kept  …
+totals() { sed -n 's/^ *total: [0-9]* captures *\([0-9]*\) *\([0-9]*\).*/\1 \2/p' "$1"; }
 read -r go_small_read go_small_kept < <(totals "$TMP/small.txt")
 ref=$("$PYTHON" "$ROOT/scripts/bench_preprocess_reference.py" "$ISCX"/*.pcap)
 echo "$ref"
