@@ -253,7 +253,7 @@ func checkOutputFile(out string, overwrite bool) error {
 }
 
 // addModelFlags declares the flags of the commands that classify packets
-// with a model (predict, live); setThreads and loadClassifier read them.
+// with a model (predict, live); classifierThreads and loadClassifier read them.
 func addModelFlags(f *pflag.FlagSet, batch int) {
 	f.String("model", "", "model: a checkpoint (.ckpt, .model) or safetensors; TorchScript (.pt) with --allow-torchscript (required)")
 	f.Bool("allow-torchscript", false, "let --model be TorchScript, such as train's model.pt: TorchScript is code, which runs when loaded and can read and write files, so use it only from a source you trust")
@@ -264,10 +264,10 @@ func addModelFlags(f *pflag.FlagSet, batch int) {
 	f.String("device", "auto", "cpu, cuda, cuda:N or auto")
 }
 
-// classifierThreads is how many threads predict classifies on: on the CPU,
-// threads (0: the machine's cores) each running its own groups of packets,
-// libtorch's own threads set to 1; on a GPU, one, with libtorch's threads
-// as threads says.
+// classifierThreads is how many threads predict and live classify on: on
+// the CPU, threads (0: the machine's cores) each running its own groups of
+// packets, libtorch's own threads set to 1; on a GPU, one, with libtorch's
+// threads as threads says.
 func classifierThreads(device torch.Device, threads int) int {
 	if device.CUDA {
 		if threads > 0 {
@@ -280,17 +280,6 @@ func classifierThreads(device torch.Device, threads int) int {
 		return runtime.NumCPU()
 	}
 	return threads
-}
-
-// setThreads sets libtorch's threads (0: leave its default).
-func setThreads(n int) error {
-	if n < 0 {
-		return fmt.Errorf("threads %d: want 0 (libtorch's default) or more", n)
-	}
-	if n > 0 {
-		torch.SetNumThreads(n)
-	}
-	return nil
 }
 
 // loadClassifier loads the model at path onto device: a checkpoint or
