@@ -190,11 +190,11 @@ func (m *modelClassifier) outputs(b *Batch, softmax bool) ([]float32, error) {
 	groups := (b.n + prefixGroup - 1) / prefixGroup
 	// Each group runs in libtorch's inference mode (no autograd, no
 	// tracking of views and versions: 2-3% of the ISCX run), and yields to
-	// the scheduler first: a goroutine that runs 10 ms without passing through it is
-	// preempted by the runtime's monitor, which, the goroutine being in a
-	// libtorch call, takes its P and then polls every 20 µs for a
-	// millisecond (7,000 wake-ups a second on two workers, each a thread
-	// switch on a busy core). A group takes a few milliseconds.
+	// the scheduler first: a goroutine that runs 10 ms without passing
+	// through it is preempted by the runtime's monitor, which, the
+	// goroutine being in a libtorch call, takes its P and then polls every
+	// 20 µs for a millisecond (7,000 wake-ups a second on two workers, each
+	// a thread switch on a busy core). A group takes a few milliseconds.
 	run := func(chunk *[]float32, g int) error {
 		runtime.Gosched()
 		return torch.InferenceMode(func() error { return m.group(b, out, chunk, g, softmax) })

@@ -134,8 +134,7 @@ func (f *prefixForward) foldBatchNorms() error {
 			continue
 		}
 		q := bn.Param
-		std := s.Own(s.Own(p[q+".running_var"].AddScalar(batchNormEps)).Sqrt())
-		alpha := s.Own(p[q+".weight"].Div(std))
+		alpha := f.batchNormScale(s, q)
 		shift := s.Own(p[q+".running_mean"].Neg())
 		if b := p[op.Param+".bias"]; b != nil {
 			shift = s.Own(b.Sub(p[q+".running_mean"]))
@@ -154,6 +153,12 @@ func (f *prefixForward) foldBatchNorms() error {
 	return nil
 }
 
+// batchNormScale is batch norm q's α = γ/√(var+ε), in s.
+func (f *prefixForward) batchNormScale(s *torch.Scope, q string) *torch.Tensor {
+	p := f.params
+	return s.Own(p[q+".weight"].Div(s.Own(s.Own(p[q+".running_var"].AddScalar(batchNormEps)).Sqrt())))
+}
+
 // fuse plans the passes that steps run together save: a batch norm that
 // only its ReLU reads runs with it (its scale and shift made here); a ReLU
 // whose output a convolution reads next (past copies, which alias it)
@@ -169,7 +174,7 @@ func (f *prefixForward) fuse() error {
 		if op.Kind == OpBatchNorm && i+1 < len(f.ops) && p[q+".weight"] != nil && p[q+".bias"] != nil {
 			next := f.ops[i+1]
 			if next.Kind == OpReLU && next.In == op.Out && next.Out == op.Out {
-				scale := s.Keep(p[q+".weight"].Div(s.Own(s.Own(p[q+".running_var"].AddScalar(batchNormEps)).Sqrt())))
+				scale := s.Keep(f.batchNormScale(s, q))
 				p[q+".scale"] = f.keep(scale)
 				p[q+".shift"] = f.keep(s.Keep(p[q+".bias"].Sub(s.Own(p[q+".running_mean"].Mul(scale)))))
 				if err := p[q+".shift"].Err(); err != nil {
@@ -581,13 +586,16 @@ func (f *prefixForward) affineReLU(r *run, i int, bn string, in value) (value, e
 	zero := f.zero[i]
 	shape := in.t.Shape()
 	b, c := shape[0], shape[1]
-	left, hi, right := int64(0), in.p, int64(0)
+	var left, hi, right int64
 	j, feeds := f.feeds[i]
 	if feeds {
 		left, hi, right, _ = f.convWindow(f.ops[j], in.p, in.length())
-		if feeds = hi >= in.p && left+hi+right > in.p; !feeds {
-			left, hi, right = 0, in.p, 0
-		}
+		// A window that is the prefix alone, or that ends inside it, is
+		// no use: the convolution reads a view of the activation.
+		feeds = hi >= in.p && left+hi+right > in.p
+	}
+	if !feeds {
+		left, hi, right = 0, in.p, 0
 	}
 	buf := channelsLastEmpty(in.t, b, c, left+hi+right)
 	if feeds {
