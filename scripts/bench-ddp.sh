@@ -8,7 +8,9 @@
 #   3. PyTorch's DistributedDataParallel, 2 ranks x 1 thread, launched by the
 #      same torchrun (scripts/bench_ddp.py).
 # Rates are samples per second of wall time for the whole group (the ranks
-# share the machine's cores). Last line:
+# share the machine's cores). CPU time is printed for the timed command
+# (torchrun and its ranks) and, from GNU time around each rank, for the
+# ranks alone, on both sides. Last line:
 #   go_samples_per_s=… pytorch_samples_per_s=… ratio=…   (2 ranks each)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -42,13 +44,27 @@ timed "$BIN" train --quiet --log-level warn --config "$TMP/ddp.yaml" --set threa
 one=$(rate "$TMP/one")
 echo "deeppacket 1 process x 2 threads: $one samples/s ($(cpu_split))"
 
+# ranks_split FILE: "U s user + Y s system (Z% system)" summed over the ranks'
+# GNU time reports appended to FILE: the ranks alone, without torchrun.
+ranks_split() {
+	awk -F': ' '/User time/ { u += $2 } /System time/ { s += $2 }
+		END { printf "%.2f s user + %.2f s system (%.0f%% system)", u, s, (u + s > 0 ? 100 * s / (u + s) : 0) }' "$1"
+}
+
 timed "$TORCHRUN" --no-python --nnodes 1 --nproc-per-node 2 --rdzv-backend c10d --rdzv-endpoint "127.0.0.1:$(port)" \
+	/usr/bin/time -v -a -o "$TMP/go-ranks.txt" \
 	"$BIN" train --quiet --log-level warn --config "$TMP/ddp.yaml" --set threads=1 -o "$TMP/two" >/dev/null 2>&1
 two=$(rate "$TMP/two")
-echo "deeppacket 2 ranks x 1 thread (torchrun): $two samples/s ($(cpu_split))"
+echo "deeppacket 2 ranks x 1 thread (torchrun): $two samples/s ($(cpu_split)); the ranks alone: $(ranks_split "$TMP/go-ranks.txt")"
 
-DEEPPACKET_THREADS=1 "$TORCHRUN" --nnodes 1 --nproc-per-node 2 --rdzv-backend c10d --rdzv-endpoint "127.0.0.1:$(port)" \
-	scripts/bench_ddp.py "$set_dir" > "$TMP/py.log" 2>&1 || { cat "$TMP/py.log" >&2; die "PyTorch DDP failed"; }
-py=$(grep pytorch_ddp_ranks "$TMP/py.log")
+DEEPPACKET_THREADS=1 "$TORCHRUN" --no-python --nnodes 1 --nproc-per-node 2 --rdzv-backend c10d --rdzv-endpoint "127.0.0.1:$(port)" \
+	/usr/bin/time -v -a -o "$TMP/py-ranks.txt" \
+	"$PYTHON" scripts/bench_ddp.py "$set_dir" > "$TMP/py.log" 2>&1 || py_rc=$?
+py=$(grep pytorch_ddp_ranks "$TMP/py.log") || { cat "$TMP/py.log" >&2; die "PyTorch DDP failed"; }
 echo "$py"
+# PyTorch's ranks have been seen to abort in destroy_process_group ("terminate
+# called without an active exception") after the epoch and its report: the
+# figures stand, and the failure is said.
+[ -z "${py_rc:-}" ] || echo "PyTorch DDP exited with status $py_rc after its report: $(grep -m1 -E 'terminate|Error' "$TMP/py.log" || true)"
+echo "pytorch 2 ranks x 1 thread, the ranks alone: $(ranks_split "$TMP/py-ranks.txt")"
 ratio_line 2 %s go_samples_per_s "$two" pytorch_samples_per_s "$(value pytorch_samples_per_s <<<"$py")"

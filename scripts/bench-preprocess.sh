@@ -8,6 +8,9 @@
 #      same packets (REPEAT_DOUBLINGS doublings, 9 = 512 copies, ~2.2 GB), in
 #      a temporary folder, for packets per second and peak resident memory.
 #
+# After the big run, the I/O floor: the system time of reading the same
+# capture and writing as many bytes as the output, three times (scripts/lib.sh,
+# io_floor).
 # Rates are packets per CPU-second of one process (user + system time), one
 # core each: the machines this runs on are shared, and wall time there says
 # more about the neighbours than about the code. Wall-clock rates are printed
@@ -60,6 +63,7 @@ big_cpu=$(cpu_seconds)
 rss_kb=$(field "Maximum resident set size")
 out_size=$(stat -c %s "$TMP/bigout/skype_video.pcap.parquet")
 echo "big capture: $size bytes, $big_read packets in ${big_seconds}s wall, ${big_cpu}s CPU ($(cpu_split)), peak RSS $((rss_kb / 1024)) MB, output $out_size bytes"
+floor_line "big capture" $(io_floor "$out_size" "$big")
 
 awk -v rss="$rss_kb" 'BEGIN { printf "peak_rss_mb=%.0f\n", rss / 1024 }'
 echo "wall clock: $(ratio_line 0 %.0f go_packets_per_s "$(per_s "$big_read" "$big_seconds")" \

@@ -10,6 +10,9 @@
 # Rows per second count the input rows over the wall time of the command;
 # rows per CPU-second over its user + system time, which says more on a
 # machine shared with other work (wall time there depends on the neighbours).
+# After each run, the I/O floor: the system time of reading the same input
+# and writing as many bytes as the output, three times (scripts/lib.sh,
+# io_floor).
 # The last line is: split_rows=… split_rows_per_s=… split_rows_per_cpu_s=…
 # split_peak_rss_mb=…
 set -euo pipefail
@@ -39,6 +42,9 @@ run() {
 	rate=$(awk -v n="$ROWS" -v s="$s" 'BEGIN { printf "%d", n / s }')
 	cpu_rate=$(awk -v n="$ROWS" -v s="$cpu" 'BEGIN { printf "%d", n / s }')
 	echo "$name: ${s}s wall, ${cpu}s cpu ($(cpu_split)), $rate rows/s, $cpu_rate rows per cpu-second, peak RSS $rss MB, output $(du -sh "$TMP/out-$name" | cut -f1)"
+	local floor
+	floor=$(io_floor "$(du -sb "$TMP/out-$name" | cut -f1)" "$TMP"/input/*)
+	floor_line "$name" $floor
 	peak=$rss
 }
 run compact

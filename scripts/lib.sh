@@ -76,3 +76,42 @@ ratio_line() {
 	awk -v d="$1" -v f="$2" -v gk="$3" -v g="$4" -v rk="$5" -v r="$6" \
 		'BEGIN { printf "%s=" f " %s=" f " ratio=%." d "f\n", gk, g, rk, r, g / r }'
 }
+
+# io_floor WRITE_BYTES FILE...: "R W1 W2 W3", the system seconds this
+# machine's kernel takes, now, to read FILE... from the page cache (cat) and,
+# three times, to write WRITE_BYTES to a new file in 32 kB writes and fsync
+# it: the kernel's cost of the bytes a command moves, whatever the command
+# does with them. On a VM whose freed memory goes back to the host
+# (virtio-balloon free page reporting), the writes' cost varies from one
+# write to the next with the state of the guest's free memory.
+io_floor() {
+	local bytes="$1" i out
+	shift
+	sync
+	/usr/bin/time -f %S -o "$TMP/floor.txt" cat "$@" > /dev/null
+	out=$(tail -1 "$TMP/floor.txt")
+	for i in 1 2 3; do
+		/usr/bin/time -f %S -o "$TMP/floor.txt" python3 -c '
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+left, block = int(sys.argv[2]), bytes(32768)
+while left > 0:
+    left -= os.write(fd, block[:left] if left < len(block) else block)
+os.fsync(fd)
+os.close(fd)' "$TMP/floor.out" "$bytes"
+		rm -f "$TMP/floor.out"
+		out+=" $(tail -1 "$TMP/floor.txt")"
+	done
+	echo "$out"
+}
+
+# floor_line NAME R W1 W2 W3: the last timed command's system time beside
+# the I/O floor io_floor measured.
+floor_line() {
+	awk -v name="$1" -v r="$2" -v a="$3" -v b="$4" -v c="$5" -v s="$(field "System time (seconds)")" 'BEGIN {
+		lo = a; hi = a
+		if (b < lo) lo = b; if (c < lo) lo = c
+		if (b > hi) hi = b; if (c > hi) hi = c
+		printf "%s: system %.2f s; the same bytes through plain reads and writes: %.2f-%.2f s (reading the input %.2f s, writing the output %.2f, %.2f, %.2f s)\n",
+			name, s, r + lo, r + hi, r, a, b, c }'
+}
