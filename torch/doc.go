@@ -53,7 +53,7 @@
 //     more than the most in use at once (nor 256 MB), so that activations
 //     and gradients neither fragment glibc's heap nor go back to the kernel
 //     at every step. For smaller blocks the package sets glibc's allocator
-//     as the program starts (load.c: one heap, no trimming); glibc's
+//     as the program starts (load.c: a heap per core, no trimming); glibc's
 //     MALLOC_* variables, where set, win.
 //   - A finalizer on unscoped tensors is only a safety net for a forgotten
 //     Free; correct code never depends on it.
