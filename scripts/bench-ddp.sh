@@ -44,18 +44,11 @@ timed "$BIN" train --quiet --log-level warn --config "$TMP/ddp.yaml" --set threa
 one=$(rate "$TMP/one")
 echo "deeppacket 1 process x 2 threads: $one samples/s ($(cpu_split))"
 
-# ranks_split FILE: "U s user + Y s system (Z% system)" summed over the ranks'
-# GNU time reports appended to FILE: the ranks alone, without torchrun.
-ranks_split() {
-	awk -F': ' '/User time/ { u += $2 } /System time/ { s += $2 }
-		END { printf "%.2f s user + %.2f s system (%.0f%% system)", u, s, (u + s > 0 ? 100 * s / (u + s) : 0) }' "$1"
-}
-
 timed "$TORCHRUN" --no-python --nnodes 1 --nproc-per-node 2 --rdzv-backend c10d --rdzv-endpoint "127.0.0.1:$(port)" \
 	/usr/bin/time -v -a -o "$TMP/go-ranks.txt" \
 	"$BIN" train --quiet --log-level warn --config "$TMP/ddp.yaml" --set threads=1 -o "$TMP/two" >/dev/null 2>&1
 two=$(rate "$TMP/two")
-echo "deeppacket 2 ranks x 1 thread (torchrun): $two samples/s ($(cpu_split)); the ranks alone: $(ranks_split "$TMP/go-ranks.txt")"
+echo "deeppacket 2 ranks x 1 thread (torchrun): $two samples/s ($(cpu_split)); the ranks alone: $(cpu_split "$TMP/go-ranks.txt")"
 
 DEEPPACKET_THREADS=1 "$TORCHRUN" --no-python --nnodes 1 --nproc-per-node 2 --rdzv-backend c10d --rdzv-endpoint "127.0.0.1:$(port)" \
 	/usr/bin/time -v -a -o "$TMP/py-ranks.txt" \
@@ -66,5 +59,5 @@ echo "$py"
 # called without an active exception") after the epoch and its report: the
 # figures stand, and the failure is said.
 [ -z "${py_rc:-}" ] || echo "PyTorch DDP exited with status $py_rc after its report: $(grep -m1 -E 'terminate|Error' "$TMP/py.log" || true)"
-echo "pytorch 2 ranks x 1 thread, the ranks alone: $(ranks_split "$TMP/py-ranks.txt")"
+echo "pytorch 2 ranks x 1 thread, the ranks alone: $(cpu_split "$TMP/py-ranks.txt")"
 ratio_line 2 %s go_samples_per_s "$two" pytorch_samples_per_s "$(value pytorch_samples_per_s <<<"$py")"

@@ -52,10 +52,12 @@ elapsed() { field "Elapsed (wall clock)" | awk -F: '{ s = 0; for (i = 1; i <= NF
 # rate by it: on a shared machine wall time says more about the neighbours
 # than about the code.
 cpu_seconds() { awk -v u="$(field "User time (seconds)")" -v s="$(field "System time (seconds)")" 'BEGIN { print u + s }'; }
-# cpu_split: "U s user + Y s system (Z% system)" of the last timed command.
+# cpu_split [FILE]: "U s user + Y s system (Z% system)" of the GNU time
+# reports in FILE (default: the last timed command's), summed when several
+# processes appended theirs to it (the ranks of bench-ddp).
 cpu_split() {
-	awk -v u="$(field "User time (seconds)")" -v s="$(field "System time (seconds)")" \
-		'BEGIN { printf "%.2f s user + %.2f s system (%.0f%% system)", u, s, (u + s > 0 ? 100 * s / (u + s) : 0) }'
+	awk -F': ' 'index($0, "User time (seconds)") { u += $2 } index($0, "System time (seconds)") { s += $2 }
+		END { printf "%.2f s user + %.2f s system (%.0f%% system)", u, s, (u + s > 0 ? 100 * s / (u + s) : 0) }' "${1:-$TMP/time.txt}"
 }
 
 # value KEY: the number after KEY= in the text on stdin (a Python side's
