@@ -512,16 +512,16 @@ func (t *trainer) finish(ctx context.Context) (*Result, error) {
 	// bench-ddp 8% of its CPU time).
 	if t.cfg.Checkpoint.SaveBest {
 		res.Best = t.checkpointPath(BestCheckpoint)
-	}
-	if t.cfg.Checkpoint.SaveBest && len(t.history) > 0 && !t.history[len(t.history)-1].Best {
-		ck, err := ckpt.ReadCheckpoint(res.Best)
-		if err != nil {
-			return nil, err
-		}
-		err = t.model.Store().LoadStateDict(ck.StateDict)
-		ck.Close()
-		if err != nil {
-			return nil, fmt.Errorf("load %s: %w", res.Best, err)
+		if len(t.history) > 0 && !t.history[len(t.history)-1].Best {
+			ck, err := ckpt.ReadCheckpoint(res.Best)
+			if err != nil {
+				return nil, err
+			}
+			err = t.model.Store().LoadStateDict(ck.StateDict)
+			ck.Close()
+			if err != nil {
+				return nil, fmt.Errorf("load %s: %w", res.Best, err)
+			}
 		}
 	}
 	if t.cfg.Checkpoint.TorchScript {
