@@ -105,9 +105,9 @@ func runLive(cmd *cobra.Command, _ []string) error {
 	if modelPath == "" {
 		return errors.New("live: --model MODEL is required")
 	}
-	threads := v.GetInt("threads")
-	if threads < 0 {
-		return fmt.Errorf("live: threads %d: want 0 (the machine's cores) or more", threads)
+	threads, err := classifierThreadsFlag(v)
+	if err != nil {
+		return fmt.Errorf("live: %w", err)
 	}
 	device, err := torch.ParseDevice(v.GetString("device"))
 	if err != nil {

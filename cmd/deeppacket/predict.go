@@ -158,9 +158,11 @@ func predictOptionsOf(v *viper.Viper) (predictOptions, error) {
 	if err := checkOutputFile(o.output, v.GetBool("overwrite")); err != nil {
 		return o, fmt.Errorf("predict: %w", err)
 	}
-	if o.threads = v.GetInt("threads"); o.threads < 0 {
-		return o, fmt.Errorf("predict: threads %d: want 0 (the machine's cores) or more", o.threads)
+	threads, err := classifierThreadsFlag(v)
+	if err != nil {
+		return o, fmt.Errorf("predict: %w", err)
 	}
+	o.threads = threads
 	return o, nil
 }
 
@@ -262,6 +264,15 @@ func addModelFlags(f *pflag.FlagSet, batch int) {
 	f.Int("batch-size", batch, "packets gathered before classifying them (the model runs them 64 at a time, grouped by length)")
 	f.Int("threads", 0, "threads classifying packets (0: the machine's cores)")
 	f.String("device", "auto", "cpu, cuda, cuda:N or auto")
+}
+
+// classifierThreadsFlag reads --threads, which classifierThreads takes.
+func classifierThreadsFlag(v *viper.Viper) (int, error) {
+	n := v.GetInt("threads")
+	if n < 0 {
+		return 0, fmt.Errorf("threads %d: want 0 (the machine's cores) or more", n)
+	}
+	return n, nil
 }
 
 // classifierThreads is how many threads predict and live classify on: on
